@@ -1,0 +1,66 @@
+"""tuneport: one fine-tuning spec, any backend.
+
+The public API is the names in ``__all__``. They are loaded on first access (PEP 562), so ``import tuneport`` and
+``tuneport --help`` stay instant: nothing heavy (pydantic models, tiktoken, torch) is imported until it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tuneport._version import __version__
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "TuneportError": "tuneport.errors",
+    "SpecError": "tuneport.errors",
+    "DataError": "tuneport.errors",
+    "StoreError": "tuneport.errors",
+    "ProviderError": "tuneport.errors",
+    "AuthenticationError": "tuneport.errors",
+    "RateLimitError": "tuneport.errors",
+    "QuotaExceededError": "tuneport.errors",
+    "TrainingNotAvailableError": "tuneport.errors",
+    "APIStatusError": "tuneport.errors",
+    "APIConnectionError": "tuneport.errors",
+    "JobFailedError": "tuneport.errors",
+    "EvaluationError": "tuneport.errors",
+    # paths
+    "home_dir": "tuneport.paths",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tuneport' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from tuneport.errors import (  # noqa: F401
+        APIConnectionError,
+        APIStatusError,
+        AuthenticationError,
+        DataError,
+        EvaluationError,
+        JobFailedError,
+        ProviderError,
+        QuotaExceededError,
+        RateLimitError,
+        SpecError,
+        StoreError,
+        TrainingNotAvailableError,
+        TuneportError,
+    )
+    from tuneport.paths import home_dir  # noqa: F401

@@ -1,0 +1,1 @@
+"""Datasets: streaming reading, validation, exact token counts, statistics, splitting and leakage checks."""

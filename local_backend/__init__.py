@@ -1,0 +1,1 @@
+"""The local backend: trainer (transformers + peft), job runner, serving engines. Heavy imports stay lazy."""
