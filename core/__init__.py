@@ -29,6 +29,9 @@ _EXPORTS: dict[str, str] = {
     "EvaluationError": "tuneport.errors",
     # paths
     "home_dir": "tuneport.paths",
+    # store
+    "Store": "tuneport.store",
+    "open_store": "tuneport.store",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -64,3 +67,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TuneportError,
     )
     from tuneport.paths import home_dir  # noqa: F401
+    from tuneport.store import Store, open_store  # noqa: F401
