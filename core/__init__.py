@@ -29,6 +29,16 @@ _EXPORTS: dict[str, str] = {
     "EvaluationError": "tuneport.errors",
     # paths
     "home_dir": "tuneport.paths",
+    # job spec and its mapping to backends
+    "JobSpec": "tuneport.spec",
+    "LocalSettings": "tuneport.spec",
+    "SpecProblem": "tuneport.spec",
+    "load_spec": "tuneport.spec",
+    "spec_hash": "tuneport.spec",
+    "LocalTrainingPlan": "tuneport.mapping",
+    "check_spec": "tuneport.mapping",
+    "resolve_local_hyperparameters": "tuneport.mapping",
+    "to_openai_create_body": "tuneport.mapping",
     # store
     "Store": "tuneport.store",
     "open_store": "tuneport.store",
@@ -66,5 +76,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TrainingNotAvailableError,
         TuneportError,
     )
+    from tuneport.mapping import (  # noqa: F401
+        LocalTrainingPlan,
+        check_spec,
+        resolve_local_hyperparameters,
+        to_openai_create_body,
+    )
     from tuneport.paths import home_dir  # noqa: F401
+    from tuneport.spec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401
     from tuneport.store import Store, open_store  # noqa: F401
