@@ -39,6 +39,16 @@ _EXPORTS: dict[str, str] = {
     "check_spec": "tuneport.mapping",
     "resolve_local_hyperparameters": "tuneport.mapping",
     "to_openai_create_body": "tuneport.mapping",
+    # providers and the OpenAI object shapes every backend uses
+    "Provider": "tuneport.providers.base",
+    "Endpoint": "tuneport.providers.base",
+    "get_provider": "tuneport.providers.registry",
+    "register_provider": "tuneport.providers.registry",
+    "OpenAIProvider": "tuneport.providers.openai",
+    "FileObject": "tuneport.objects",
+    "FineTuningJob": "tuneport.objects",
+    "FineTuningJobEvent": "tuneport.objects",
+    "FineTuningJobCheckpoint": "tuneport.objects",
     # store
     "Store": "tuneport.store",
     "open_store": "tuneport.store",
@@ -82,6 +92,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         resolve_local_hyperparameters,
         to_openai_create_body,
     )
+    from tuneport.objects import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent  # noqa: F401
     from tuneport.paths import home_dir  # noqa: F401
+    from tuneport.providers.base import Endpoint, Provider  # noqa: F401
+    from tuneport.providers.openai import OpenAIProvider  # noqa: F401
+    from tuneport.providers.registry import get_provider, register_provider  # noqa: F401
     from tuneport.spec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401
     from tuneport.store import Store, open_store  # noqa: F401
