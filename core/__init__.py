@@ -49,6 +49,12 @@ _EXPORTS: dict[str, str] = {
     "FineTuningJob": "tuneport.objects",
     "FineTuningJobEvent": "tuneport.objects",
     "FineTuningJobCheckpoint": "tuneport.objects",
+    # local training and the built-in model
+    "TrainConfig": "tuneport.local_backend.train_config",
+    "TrainResult": "tuneport.local_backend.trainer",
+    "train": "tuneport.local_backend.trainer",
+    "ensure_tiny_model": "tuneport.fixtures.tiny_model",
+    "resolve_model": "tuneport.fixtures.tiny_model",
     # store
     "Store": "tuneport.store",
     "open_store": "tuneport.store",
@@ -86,6 +92,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TrainingNotAvailableError,
         TuneportError,
     )
+    from tuneport.fixtures.tiny_model import ensure_tiny_model, resolve_model  # noqa: F401
+    from tuneport.local_backend.train_config import TrainConfig  # noqa: F401
+    from tuneport.local_backend.trainer import TrainResult, train  # noqa: F401
     from tuneport.mapping import (  # noqa: F401
         LocalTrainingPlan,
         check_spec,
