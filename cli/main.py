@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=args, prog_name="tuneport", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="tuneport", standalone_mode=False)
+        # Without standalone mode click returns (rather than raises) the code of a `click.exceptions.Exit`.
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except TuneportError as exc:
         sys.exit(render_error(exc, as_json=_wants_json(args)))
     except click.exceptions.Abort:
