@@ -19,6 +19,8 @@ from tuneport._version import __version__
 _COMMANDS: dict[str, str] = {
     "data": "tuneport.cli.data:data",
     "spec": "tuneport.cli.spec:spec",
+    "train": "tuneport.cli.train:train",
+    "jobs": "tuneport.cli.jobs:jobs",
 }
 
 

@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "get_provider": "tuneport.providers.registry",
     "register_provider": "tuneport.providers.registry",
     "OpenAIProvider": "tuneport.providers.openai",
+    "LocalProvider": "tuneport.providers.local",
     "FileObject": "tuneport.objects",
     "FineTuningJob": "tuneport.objects",
     "FineTuningJobEvent": "tuneport.objects",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tuneport.objects import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent  # noqa: F401
     from tuneport.paths import home_dir  # noqa: F401
     from tuneport.providers.base import Endpoint, Provider  # noqa: F401
+    from tuneport.providers.local import LocalProvider  # noqa: F401
     from tuneport.providers.openai import OpenAIProvider  # noqa: F401
     from tuneport.providers.registry import get_provider, register_provider  # noqa: F401
     from tuneport.spec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401

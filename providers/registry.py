@@ -22,6 +22,7 @@ _ENTRY_POINT_GROUP = "tuneport.providers"
 # name -> Provider subclass, or "module:Class" imported on first use
 _REGISTRY: dict[str, type[Provider] | str] = {
     "openai": "tuneport.providers.openai:OpenAIProvider",
+    "local": "tuneport.providers.local:LocalProvider",
 }
 _lock = threading.Lock()
 _entry_points_loaded = False
