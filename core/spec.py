@@ -412,6 +412,7 @@ class LocalSettings(_Model):
     dtype: Annotated[Literal["auto", "float32", "bfloat16", "float16"], _choice(DTYPES)] = "auto"
     early_stopping_patience: Annotated[int | None, _integer(1, 100, nullable=True)] = None
     save_merged: Annotated[bool, _boolean()] = False
+    save_steps: Annotated[int | None, _integer(1, 1_000_000, nullable=True)] = None
     output_dir: Annotated[str | None, _text(nullable=True)] = None
     device: Annotated[Literal["auto", "cpu", "cuda"], _choice(DEVICES)] = "auto"
 
