@@ -25,7 +25,11 @@ _EXPORTS: dict[str, str] = {
     "TrainingNotAvailableError": "tuneport.errors",
     "APIStatusError": "tuneport.errors",
     "APIConnectionError": "tuneport.errors",
+    "ModelNotAvailableError": "tuneport.errors",
+    "WaitTimeoutError": "tuneport.errors",
+    "NotSupportedError": "tuneport.errors",
     "JobFailedError": "tuneport.errors",
+    "InvalidFileError": "tuneport.errors",
     "EvaluationError": "tuneport.errors",
     # paths
     "home_dir": "tuneport.paths",
@@ -84,7 +88,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         AuthenticationError,
         DataError,
         EvaluationError,
+        InvalidFileError,
         JobFailedError,
+        ModelNotAvailableError,
+        NotSupportedError,
         ProviderError,
         QuotaExceededError,
         RateLimitError,
@@ -92,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         StoreError,
         TrainingNotAvailableError,
         TuneportError,
+        WaitTimeoutError,
     )
     from tuneport.fixtures.tiny_model import ensure_tiny_model, resolve_model  # noqa: F401
     from tuneport.local_backend.train_config import TrainConfig  # noqa: F401

@@ -19,7 +19,11 @@ __all__ = [
     "TrainingNotAvailableError",
     "APIStatusError",
     "APIConnectionError",
+    "ModelNotAvailableError",
+    "WaitTimeoutError",
+    "NotSupportedError",
     "JobFailedError",
+    "InvalidFileError",
     "EvaluationError",
 ]
 
@@ -139,11 +143,40 @@ class APIConnectionError(ProviderError):
     default_hint = "Check the network and the base URL (OPENAI_BASE_URL), then retry."
 
 
+class ModelNotAvailableError(APIStatusError):
+    """The model does not exist or cannot be fine-tuned (by this organization)."""
+
+    default_hint = (
+        "Choose a model that supports fine-tuning (`tuneport cost catalog` lists the known ones), "
+        "or run the same spec with --backend local."
+    )
+
+
+class WaitTimeoutError(ProviderError):
+    """``wait`` gave up before the job reached a terminal status (the job itself goes on)."""
+
+    default_hint = "The job is still running: `tuneport jobs wait JOB_ID` waits again."
+
+
+class NotSupportedError(ProviderError):
+    """The backend cannot do this (for example pausing a job that it cannot pause)."""
+
+
 class JobFailedError(TuneportError):
     """A fine-tuning job ended in ``failed`` (or could not start)."""
 
     exit_code = 11
     default_hint = "`tuneport jobs events JOB_ID` shows what happened."
+
+
+class InvalidFileError(JobFailedError):
+    """A job failed because the provider rejected its training or validation file."""
+
+    default_hint = "Run `tuneport data validate FILE` on the file, fix what it reports, and start the job again."
+
+    def __init__(self, message: str, *, file: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
 
 
 class EvaluationError(TuneportError):

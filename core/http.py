@@ -33,6 +33,7 @@ from tuneport.errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
+    ModelNotAvailableError,
     ProviderError,
     QuotaExceededError,
     RateLimitError,
@@ -59,15 +60,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 _NEVER_RETRY_STATUS = frozenset({400, 401, 403, 404})
 _RETRY_STATUS = frozenset({408, 409, 429})
 _MODEL_CODES = frozenset({"model_not_available", "model_not_found", "invalid_model", "unsupported_model"})
-
-
-class ModelNotAvailableError(APIStatusError):
-    """The model does not exist or cannot be fine-tuned (by this organization)."""
-
-    default_hint = (
-        "Choose a model that supports fine-tuning (`tuneport cost models` lists the known ones), "
-        "or run the same spec with --backend local."
-    )
 
 
 @dataclass

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tuneport.errors import JobFailedError, ProviderError
+from tuneport.errors import (  # noqa: F401 - re-exported: providers raise these
+    InvalidFileError,
+    JobFailedError,
+    NotSupportedError,
+    ProviderError,
+    WaitTimeoutError,
+)
 
 if TYPE_CHECKING:
     from tuneport.objects import (
@@ -44,28 +50,6 @@ __all__ = [
 
 #: ``progress(done_bytes, total_bytes)``; may be called from worker threads (parallel upload parts).
 ProgressCallback = Callable[[int, int], None]
-
-
-class InvalidFileError(JobFailedError):
-    """A job failed because the provider rejected its training or validation file."""
-
-    default_hint = (
-        "Run `tuneport data validate FILE` on the file, fix what it reports, and start the job again."
-    )
-
-    def __init__(self, message: str, *, file: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.file = file
-
-
-class WaitTimeoutError(ProviderError):
-    """``wait`` gave up before the job reached a terminal status (the job itself goes on)."""
-
-    default_hint = "The job is still running: `tuneport jobs wait JOB_ID` waits again."
-
-
-class NotSupportedError(ProviderError):
-    """The backend cannot do this (for example pausing a job that it cannot pause)."""
 
 
 @dataclass(frozen=True)
