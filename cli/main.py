@@ -21,6 +21,13 @@ _COMMANDS: dict[str, str] = {
     "spec": "tuneport.cli.spec:spec",
     "train": "tuneport.cli.train:train",
     "jobs": "tuneport.cli.jobs:jobs",
+    "serve": "tuneport.cli.serve:serve",
+    "endpoints": "tuneport.cli.endpoints:endpoints",
+    "chat": "tuneport.cli.chat:chat",
+    "cost": "tuneport.cli.cost:cost",
+    "server": "tuneport.cli.server:server",
+    "import": "tuneport.cli.importer:import_",
+    "report": "tuneport.cli.report:report",
 }
 
 

@@ -26,7 +26,10 @@ __all__ = ["train"]
 @click.option("--follow", "-f", is_flag=True, help="Stream events with a progress bar until the job ends.")
 @click.option("--wait", is_flag=True, help="Wait silently until the job ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job object as JSON (for scripts).")
-def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json: bool) -> None:
+@click.option(
+    "--yes", "-y", is_flag=True, help="Start a paid (OpenAI) job without asking; required with --json there."
+)
+def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json: bool, yes: bool) -> None:
     """Start a fine-tuning job from SPEC (YAML or TOML); print its id."""
     from tuneport.cli.jobs import finish, follow_job, get_backend
     from tuneport.mapping import check_spec
@@ -39,6 +42,8 @@ def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json
         spec = spec.for_backend(backend)
     for warning in check_spec(spec):
         click.echo(f"warning: {warning}", err=True)
+    if spec.backend == "openai":
+        confirm_paid_job(spec, yes=yes, as_json=as_json)
     with get_backend(spec.backend) as provider:
         job = provider.start(spec)
         if not (follow or wait):
@@ -55,3 +60,53 @@ def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json
             click.echo(job.id)
         job = follow_job(provider, job.id, as_json=as_json and follow, quiet=wait)
         finish(provider, job, as_json=as_json)  # exit 11 if it failed; says how to resume if it paused
+
+
+def paid_job_estimate(spec) -> dict | None:
+    """Billed tokens and price of the spec's training file on OpenAI (None when the file is already an OpenAI id)."""
+    from tuneport.data.validate import validate_file
+
+    path = spec.training_path
+    if path is None:
+        return None
+    n_epochs = spec.hyperparameters.n_epochs
+    report = validate_file(path, model=spec.model, n_epochs=n_epochs if isinstance(n_epochs, int) else None)
+    stats = report.stats
+    price = stats.estimated_price_usd
+    return {
+        "file": str(path),
+        "model": spec.model,
+        "examples": stats.examples,
+        "n_epochs": stats.n_epochs,
+        "billed_tokens": stats.billed_tokens,
+        "estimated_price_usd": None if price is None else float(price),
+    }
+
+
+def confirm_paid_job(spec, *, yes: bool, as_json: bool) -> None:
+    """Show what an OpenAI job will bill and ask before starting it (``--yes`` skips; ``--json`` never prompts).
+
+    Why: a hosted job is paid the moment it starts, and a dataset that is larger than expected (or an epoch count
+    left on "auto") can cost many times what the user had in mind.
+    """
+    from tuneport.errors import SpecError
+
+    if as_json and not yes:
+        raise SpecError(
+            "--json never prompts, and starting an OpenAI job costs money: confirm it with --yes",
+            hint="Run `tuneport data stats FILE --model MODEL` to see the estimate, then add --yes.",
+            exit_code=2,
+        )
+    estimate = paid_job_estimate(spec)
+    if estimate is not None:
+        price = estimate["estimated_price_usd"]
+        cost = f"about ${price:,.2f}" if price is not None else "unknown (no price known for this model)"
+        click.echo(
+            f"OpenAI will bill about {estimate['billed_tokens']:,} training tokens "
+            f"({estimate['examples']:,} examples x {estimate['n_epochs']} epochs of {estimate['file']}): {cost}.",
+            err=True,
+        )
+    if yes:
+        return
+    if not click.confirm("Start this paid fine-tuning job on OpenAI?", default=False, err=True):
+        raise click.Abort()

@@ -60,6 +60,42 @@ _EXPORTS: dict[str, str] = {
     "train": "tuneport.local_backend.trainer",
     "ensure_tiny_model": "tuneport.fixtures.tiny_model",
     "resolve_model": "tuneport.fixtures.tiny_model",
+    # serving
+    "start_server": "tuneport.local_backend.serve",
+    "ServeError": "tuneport.local_backend.serve",
+    # inference and endpoints
+    "InferenceClient": "tuneport.inference",
+    "ChatResult": "tuneport.inference",
+    "ChatEndpoint": "tuneport.inference",
+    "resolve_endpoint": "tuneport.inference",
+    "register_job_endpoint": "tuneport.endpoints",
+    # evaluation, statistics, reports, costs
+    "make_grader": "tuneport.graders",
+    "GradeResult": "tuneport.graders",
+    "compare_paired": "tuneport.stats",
+    "PairedComparison": "tuneport.stats",
+    "wilson_interval": "tuneport.stats",
+    "mcnemar_exact": "tuneport.stats",
+    "paired_bootstrap_ci": "tuneport.stats",
+    "render_report": "tuneport.report",
+    "Figure": "tuneport.costs",
+    "hosted_training_estimate": "tuneport.costs",
+    "hosted_training_actual": "tuneport.costs",
+    "local_training_actual": "tuneport.costs",
+    "local_training_estimate": "tuneport.costs",
+    "compare_inference": "tuneport.costs",
+    "import_openai_job": "tuneport.migrate",
+    # data
+    "validate_file": "tuneport.data.validate",
+    "ValidationReport": "tuneport.data.validate",
+    "Finding": "tuneport.data.validate",
+    "dataset_stats": "tuneport.data.stats",
+    "DatasetStats": "tuneport.data.stats",
+    "count_tokens": "tuneport.data.tokens",
+    "split_file": "tuneport.data.split",
+    "SplitResult": "tuneport.data.split",
+    "find_leakage": "tuneport.data.leakage",
+    "LeakageReport": "tuneport.data.leakage",
     # store
     "Store": "tuneport.store",
     "open_store": "tuneport.store",
@@ -82,6 +118,20 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from tuneport.costs import (  # noqa: F401
+        Figure,
+        compare_inference,
+        hosted_training_actual,
+        hosted_training_estimate,
+        local_training_actual,
+        local_training_estimate,
+    )
+    from tuneport.data.leakage import LeakageReport, find_leakage  # noqa: F401
+    from tuneport.data.split import SplitResult, split_file  # noqa: F401
+    from tuneport.data.stats import DatasetStats, dataset_stats  # noqa: F401
+    from tuneport.data.tokens import count_tokens  # noqa: F401
+    from tuneport.data.validate import Finding, ValidationReport, validate_file  # noqa: F401
+    from tuneport.endpoints import register_job_endpoint  # noqa: F401
     from tuneport.errors import (  # noqa: F401
         APIConnectionError,
         APIStatusError,
@@ -102,6 +152,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         WaitTimeoutError,
     )
     from tuneport.fixtures.tiny_model import ensure_tiny_model, resolve_model  # noqa: F401
+    from tuneport.graders import GradeResult, make_grader  # noqa: F401
+    from tuneport.inference import ChatEndpoint, ChatResult, InferenceClient, resolve_endpoint  # noqa: F401
+    from tuneport.local_backend.serve import ServeError, start_server  # noqa: F401
     from tuneport.local_backend.train_config import TrainConfig  # noqa: F401
     from tuneport.local_backend.trainer import TrainResult, train  # noqa: F401
     from tuneport.mapping import (  # noqa: F401
@@ -110,11 +163,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         resolve_local_hyperparameters,
         to_openai_create_body,
     )
+    from tuneport.migrate import import_openai_job  # noqa: F401
     from tuneport.objects import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent  # noqa: F401
     from tuneport.paths import home_dir  # noqa: F401
     from tuneport.providers.base import Endpoint, Provider  # noqa: F401
     from tuneport.providers.local import LocalProvider  # noqa: F401
     from tuneport.providers.openai import OpenAIProvider  # noqa: F401
     from tuneport.providers.registry import get_provider, register_provider  # noqa: F401
+    from tuneport.report import render_report  # noqa: F401
     from tuneport.spec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401
+    from tuneport.stats import (  # noqa: F401
+        PairedComparison,
+        compare_paired,
+        mcnemar_exact,
+        paired_bootstrap_ci,
+        wilson_interval,
+    )
     from tuneport.store import Store, open_store  # noqa: F401

@@ -417,6 +417,19 @@ class Store:
             (provider, dataset_sha256, purpose),
         )
 
+    def get_file(self, provider: str, provider_file_id: str) -> Row | None:
+        """The record of file ``provider_file_id`` held by ``provider``, or None."""
+        return self._select_one(
+            "SELECT * FROM files WHERE provider = ? AND provider_file_id = ?", (provider, provider_file_id)
+        )
+
+    def list_files(self, provider: str, *, purpose: str | None = None) -> list[Row]:
+        """Every file ``provider`` holds (optionally of one purpose), newest first."""
+        sql, params = "SELECT * FROM files WHERE provider = ?", [provider]
+        if purpose is not None:
+            sql, params = sql + " AND purpose = ?", [*params, purpose]
+        return self._select(sql + " ORDER BY created_at DESC, id DESC", params)
+
     def forget_file(self, provider: str, provider_file_id: str) -> bool:
         """Drop a file record (e.g. the provider deleted the file). True if there was one."""
         with self._write() as conn:

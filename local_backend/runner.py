@@ -527,12 +527,24 @@ class _Runner:
             trained_tokens=int(result.get("trained_tokens") or 0),
             finished_at=int(time.time()),
         ):
+            self.register_endpoint()
             self.event(
                 f"New fine-tuned model created: {self.fine_tuned_model}",
                 data={"serve_path": result.get("serve_path")},
             )
-            self.event("The job has successfully completed")
+            self.event("The job has successfully completed")  # OpenAI's last event, last here too
         return 0
+
+    def register_endpoint(self) -> None:
+        """The succeeded job becomes a named endpoint (``tuneport chat MODEL``); never fails the job."""
+        from tuneport.endpoints import register_job_endpoint
+        from tuneport.errors import TuneportError
+
+        try:
+            row = register_job_endpoint(self.store, self.store.get_job(self.job_id))
+            self.event(f"Endpoint {row['name']} saved (serve it with `tuneport serve --adapter {self.job_id}`)")
+        except TuneportError as exc:
+            self.event(f"Could not save an endpoint for this job: {exc}", level="warn")
 
 
 class StoreSink:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneport.errors import SpecError
+from tuneport.spec import DTYPES, LR_SCHEDULERS
 
 __all__ = [
     "TrainConfig",
@@ -27,16 +28,6 @@ __all__ = [
 # as an adapter; it must be merged into the base.
 VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
-LR_SCHEDULERS = (
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-    "constant",
-    "constant_with_warmup",
-    "inverse_sqrt",
-)
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 METHODS = ("sft", "dpo")
 FINETUNING_TYPES = ("lora", "dora", "qlora", "full")
 

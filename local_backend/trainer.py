@@ -663,6 +663,8 @@ def train(
         result = _train(config, run, device, threads, resume_from)
     result.seconds = time.monotonic() - started
     out = Path(config.output_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return result
     (out / RESULT_FILE).write_text(
         json.dumps({**result.to_dict(), "config": config.to_dict()}, indent=2), "utf-8"
     )
@@ -790,6 +792,7 @@ def _train(config: TrainConfig, run: _Run, device: str, threads: int, resume_fro
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         report_to="none",
+        ddp_find_unused_parameters=False if config.uses_lora else None,
         disable_tqdm=True,
         use_cache=False,
     )
@@ -852,6 +855,9 @@ def _train(config: TrainConfig, run: _Run, device: str, threads: int, resume_fro
             f"Stopped at step {state.global_step}; resume from {run.checkpoints[-1]['path'] if run.checkpoints else ckpt_dir}"
         )
         return result
+
+    if not trainer.is_world_process_zero():
+        return result  # in a multi-process run only rank 0 writes the outputs (others would race on the files)
 
     model = trainer.model
     model.eval()

@@ -41,6 +41,7 @@ from tuneport.errors import (
     ProviderError,
     SpecError,
     StoreError,
+    TuneportError,
 )
 from tuneport.http import Failure, HTTPClient, RetryPolicy
 from tuneport.objects import (
@@ -670,6 +671,19 @@ class OpenAIProvider(Provider):
             if job.training_file in self._sha256s:
                 fields["dataset_sha256"] = self._sha256s[job.training_file]
         try:
-            store.upsert_job(job.id, backend=self.name, status=job.status, **fields)
+            row = store.upsert_job(job.id, backend=self.name, status=job.status, **fields)
         except StoreError as exc:
             log.warning("could not record job %s in the store: %s", job.id, exc)
+            return
+        if job.status == "succeeded" and job.fine_tuned_model:
+            _register_endpoint(store, row)
+
+
+def _register_endpoint(store: Any, row: Any) -> None:
+    """A succeeded job becomes a named endpoint by itself; a naming problem must never fail the job."""
+    from tuneport.endpoints import register_job_endpoint
+
+    try:
+        register_job_endpoint(store, row)
+    except TuneportError as exc:
+        log.warning("could not register an endpoint for job %s: %s", row.get("id") if row else "?", exc)
