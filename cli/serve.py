@@ -1,0 +1,151 @@
+"""``tuneport serve``: one OpenAI-compatible server for a base model and any number of LoRA adapters."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+
+def _follow(path: Path, stop: threading.Event) -> None:
+    """Copy the engine's log to stderr as it grows (vLLM runs as a child writing to a file)."""
+    while not path.exists() and not stop.is_set():
+        time.sleep(0.2)
+    with path.open("rb") as fh:
+        while not stop.is_set():
+            line = fh.readline()
+            if line:
+                sys.stderr.write(line.decode("utf-8", "replace"))
+                sys.stderr.flush()
+            else:
+                time.sleep(0.2)
+
+
+@click.command(
+    "serve",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Flags after `--` go to vLLM unchanged (and replace tuneport's default for the same flag), e.g. "
+    "`tuneport serve --model tiny-chat -- --max-num-seqs 64`.",
+)
+@click.option(
+    "--model", "model", default="tiny-chat", show_default=True, help="Base model: a folder or tiny-chat."
+)
+@click.option(
+    "--adapter",
+    "adapters",
+    multiple=True,
+    metavar="NAME=JOB_ID|PATH",
+    help="A LoRA adapter, by finished job id (or ft: model name) or folder; repeatable. Requests use NAME as model.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "vllm", "transformers"]),
+    default="auto",
+    show_default=True,
+    help="auto: vLLM when installed, else the slower transformers fallback.",
+)
+@click.option(
+    "--tensor-parallel-size", type=click.IntRange(1), default=None, help="GPUs (default: all visible)."
+)
+@click.option(
+    "--max-loras",
+    type=click.IntRange(1),
+    default=None,
+    help="LoRA slots (default: the adapters given, plus one spare on CPU); room for adapters loaded later.",
+)
+@click.option(
+    "--max-lora-rank", type=int, default=None, help="Largest adapter rank (default: from the adapters)."
+)
+@click.option(
+    "--max-model-len", type=click.IntRange(1), default=None, help="Context length (default: the model's)."
+)
+@click.option(
+    "--startup-timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for health."
+)
+@click.option("--quiet", is_flag=True, help="Do not copy the engine's log to stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line (base_url, models) once ready.")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def serve(
+    model: str,
+    adapters: tuple[str, ...],
+    host: str,
+    port: int,
+    engine: str,
+    tensor_parallel_size: int | None,
+    max_loras: int | None,
+    max_lora_rank: int | None,
+    max_model_len: int | None,
+    startup_timeout: float,
+    quiet: bool,
+    as_json: bool,
+    extra: tuple[str, ...],
+) -> None:
+    """Serve MODEL plus adapters behind one OpenAI-compatible API (vLLM, or the transformers fallback).
+
+    Runs in the foreground until Ctrl-C or SIGTERM, then stops the engine and every process it started.
+    """
+    from tuneport.local_backend.serve import start_server
+
+    def log(line: str) -> None:
+        if not as_json or line.startswith("serving with the transformers"):
+            click.echo(f"tuneport serve: {line}", err=True)
+
+    stop_follow = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    server = None
+    try:
+        server = start_server(
+            model,
+            adapters,
+            engine=engine,  # type: ignore[arg-type]
+            host=host,
+            port=port or None,
+            max_loras=max_loras,
+            max_lora_rank=max_lora_rank,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            extra_args=extra,
+            startup_timeout=startup_timeout,
+            log=log,
+        )
+        log_path = getattr(server, "log_path", None)
+        info = {
+            "engine": server.engine,
+            "base_url": server.base_url,
+            "model": server.model,
+            "models": server.models(),
+            "log": str(log_path) if log_path else None,
+        }
+        if as_json:
+            click.echo(json.dumps(info))
+        else:
+            click.echo(
+                f"Serving {', '.join(info['models'])} with {server.engine} at {server.base_url} "
+                "(put a name in a request's `model`; Ctrl-C stops)"
+            )
+        sys.stdout.flush()
+        if log_path is not None and not quiet and not as_json:
+            threading.Thread(target=_follow, args=(Path(log_path), stop_follow), daemon=True).start()
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_follow.set()
+        if server is not None:
+            click.echo("tuneport serve: stopping", err=True)
+            server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
