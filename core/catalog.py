@@ -2,6 +2,11 @@
 
 A user file overrides or extends it: ``$TUNEPORT_HOME/catalog.json`` (or the path in ``TUNEPORT_CATALOG``), with the
 same shape; models are matched by ``id`` and replace the shipped entry whole. Prices are :class:`~decimal.Decimal`.
+
+Hardware prices (``resources/gpu_prices.json``): on-demand list $/hour ranges per accelerator and cloud, for the
+self-hosted side of a cost comparison. The user file's ``hardware`` key overrides them per accelerator and cloud
+(``{"hardware": {"h100": {"prices": {"aws": {"min": "...", "max": "...", "source": "...", "as_of": "..."}}}}}``),
+or adds new accelerators (which then also need a ``label``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,17 @@ from typing import Any
 
 from tuneport.errors import SpecError
 
-__all__ = ["ModelInfo", "lookup_model", "base_model_of", "list_models", "wind_down"]
+__all__ = [
+    "ModelInfo",
+    "lookup_model",
+    "base_model_of",
+    "list_models",
+    "wind_down",
+    "HardwareInfo",
+    "HourlyPrice",
+    "list_hardware",
+    "lookup_hardware",
+]
 
 # Encodings of model families, for models the catalog does not list (e.g. a newer snapshot).
 _FAMILY_ENCODINGS = [
@@ -140,3 +155,130 @@ def list_models() -> list[ModelInfo]:
 def wind_down() -> dict[str, Any]:
     """The fine-tuning wind-down facts (dates, note, source, as_of)."""
     return dict(_catalog()[1])
+
+
+# ------------------------------------------------------------------------------------------------ hardware prices
+
+
+@dataclass(frozen=True)
+class HourlyPrice:
+    """One cloud's on-demand list price range for one accelerator, in USD per accelerator-hour."""
+
+    hardware: str
+    cloud: str
+    min: Decimal
+    max: Decimal
+    source: str
+    as_of: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hardware": self.hardware, "cloud": self.cloud, "min": str(self.min), "max": str(self.max),
+                "source": self.source, "as_of": self.as_of, "note": self.note}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    """An accelerator (or a CPU VM) and its price range at each cloud that lists it."""
+
+    id: str
+    label: str
+    memory_gb: int | None
+    prices: dict[str, HourlyPrice]
+    aliases: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "memory_gb": self.memory_gb, "aliases": list(self.aliases),
+                "prices": {cloud: p.to_dict() for cloud, p in self.prices.items()}}  # fmt: skip
+
+
+def _parse_price(hardware: str, cloud: str, entry: Any, origin: str) -> HourlyPrice:
+    where = f"{origin}: hardware.{hardware}.prices.{cloud}"
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where} must be an object with min, max, source and as_of", hint=_HW_HINT)
+    missing = [k for k in ("min", "max", "source", "as_of") if not entry.get(k)]
+    if missing:
+        raise SpecError(f"{where} is missing {', '.join(missing)}", hint=_HW_HINT)
+    try:
+        low, high = Decimal(str(entry["min"])), Decimal(str(entry["max"]))
+    except ArithmeticError:
+        raise SpecError(f"{where}: min/max must be decimal numbers, not {entry['min']!r}/{entry['max']!r}",
+                        hint=_HW_HINT) from None  # fmt: skip
+    if not (low.is_finite() and high.is_finite()) or low < 0 or low > high:
+        raise SpecError(f"{where}: need 0 <= min <= max, got min={low} max={high}", hint=_HW_HINT)
+    return HourlyPrice(hardware, cloud, low, high, str(entry["source"]), str(entry["as_of"]),
+                       str(entry.get("note", "")))  # fmt: skip
+
+
+_HW_HINT = (
+    'Each price is {"min": "2.49", "max": "3.29", "source": "<url>", "as_of": "YYYY-MM-DD"} in USD per '
+    "accelerator-hour, with min <= max."
+)
+
+
+def _merge_hardware(into: dict[str, HardwareInfo], raw: Any, origin: str) -> None:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{origin}: `hardware` must be an object keyed by accelerator id", hint=_HW_HINT)
+    for hw_id, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise SpecError(f"{origin}: hardware.{hw_id} must be an object", hint=_HW_HINT)
+        old = into.get(hw_id)
+        if old is None and not entry.get("label"):
+            raise SpecError(f"{origin}: new hardware {hw_id!r} needs a label", hint=_HW_HINT)
+        prices = dict(old.prices) if old else {}
+        raw_prices = entry.get("prices", {})
+        if not isinstance(raw_prices, dict):
+            raise SpecError(f"{origin}: hardware.{hw_id}.prices must be an object keyed by cloud", hint=_HW_HINT)
+        for cloud, price in raw_prices.items():
+            prices[cloud] = _parse_price(hw_id, cloud, price, origin)
+        memory = entry.get("memory_gb", old.memory_gb if old else None)
+        into[hw_id] = HardwareInfo(
+            id=hw_id,
+            label=str(entry.get("label") or old.label),  # type: ignore[union-attr]
+            memory_gb=int(memory) if memory is not None else None,
+            prices=prices,
+            aliases=tuple(entry.get("aliases", old.aliases if old else ())),
+        )
+
+
+@lru_cache(maxsize=4)
+def _load_hardware(user_path: str | None, _mtime: int | None) -> dict[str, HardwareInfo]:
+    shipped = json.loads(resources.files("tuneport").joinpath("resources/gpu_prices.json").read_text("utf-8"))
+    hardware: dict[str, HardwareInfo] = {}
+    _merge_hardware(hardware, shipped["hardware"], "shipped hardware prices")
+    if user_path:
+        try:
+            user = json.loads(Path(user_path).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SpecError(f"{user_path}: cannot read the user catalog ({exc})", hint="Fix or remove the file.") from None
+        if "hardware" in user:
+            _merge_hardware(hardware, user["hardware"], user_path)
+    return hardware
+
+
+def _hardware() -> dict[str, HardwareInfo]:
+    path = _user_catalog_path()
+    mtime = None
+    if path is not None:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            mtime = None
+    return _load_hardware(str(path) if path else None, mtime)
+
+
+def list_hardware() -> list[HardwareInfo]:
+    """Every accelerator with list prices (shipped, plus the user file's)."""
+    return list(_hardware().values())
+
+
+def lookup_hardware(name: str) -> HardwareInfo | None:
+    """Hardware by id or alias, case-insensitive (``h100``, ``A100-80GB``, ``a100`` = the 40GB one); None if unknown."""
+    key = name.strip().lower()
+    hardware = _hardware()
+    if key in hardware:
+        return hardware[key]
+    for info in hardware.values():
+        if key in (a.lower() for a in info.aliases):
+            return info
+    return None
