@@ -672,12 +672,10 @@ def train(
 
 
 def _train(config: TrainConfig, run: _Run, device: str, threads: int, resume_from: Any) -> TrainResult:
-    import torch
     from transformers import TrainingArguments, set_seed
 
     from tuneport.local_backend.chat_data import load_preference_examples, load_sft_examples
     from tuneport.local_backend.collate import PackedCollator, PaddingCollator, PreferenceCollator
-    from tuneport.local_backend.export import save_adapter, save_full_model, save_merged, unservable_reasons
 
     dtype = _torch_dtype(config, device)
     tokenizer = _load_tokenizer(config)
@@ -856,8 +854,40 @@ def _train(config: TrainConfig, run: _Run, device: str, threads: int, resume_fro
         )
         return result
 
-    if not trainer.is_world_process_zero():
-        return result  # in a multi-process run only rank 0 writes the outputs (others would race on the files)
+    if (
+        trainer.is_world_process_zero()
+    ):  # in a multi-process run only rank 0 writes (others would race on files)
+        _save_outputs(config, trainer, tokenizer, run, result, out, device, state)
+    _end_distributed()
+    return result
+
+
+def _end_distributed() -> None:
+    """Multi-process runs: every rank waits for rank 0's outputs, then the process group is torn down cleanly.
+
+    A rank that exits while its process group is alive aborts ("terminate called without an active exception")
+    and takes the whole run down with it.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _save_outputs(
+    config: TrainConfig,
+    trainer: Any,
+    tokenizer: Any,
+    run: _Run,
+    result: TrainResult,
+    out: Path,
+    device: str,
+    state: Any,
+) -> None:
+    import torch
+
+    from tuneport.local_backend.export import save_adapter, save_full_model, save_merged, unservable_reasons
 
     model = trainer.model
     model.eval()
@@ -889,7 +919,6 @@ def _train(config: TrainConfig, run: _Run, device: str, threads: int, resume_fro
         f"Training finished: {state.global_step} steps, {result.trained_tokens} tokens; outputs in {out}",
         data={"step": state.global_step, "total_steps": state.max_steps, **result.final_metrics},
     )
-    return result
 
 
 def _quiet_transformers() -> None:
