@@ -27,7 +27,9 @@ _COMMANDS: dict[str, str] = {
     "cost": "tuneport.cli.cost:cost",
     "server": "tuneport.cli.server:server",
     "import": "tuneport.cli.importer:import_",
+    "eval": "tuneport.cli.eval:eval_",
     "report": "tuneport.cli.report:report",
+    "quickstart": "tuneport.cli.quickstart:quickstart",
 }
 
 

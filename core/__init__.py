@@ -78,6 +78,12 @@ _EXPORTS: dict[str, str] = {
     "mcnemar_exact": "tuneport.stats",
     "paired_bootstrap_ci": "tuneport.stats",
     "render_report": "tuneport.report",
+    "run_eval": "tuneport.evaluation",
+    "load_run": "tuneport.evaluation",
+    "record_endpoint": "tuneport.evaluation",
+    "EvalSpec": "tuneport.eval_spec",
+    "load_eval_spec": "tuneport.eval_spec",
+    "run_quickstart": "tuneport.quickstart",
     "Figure": "tuneport.costs",
     "hosted_training_estimate": "tuneport.costs",
     "hosted_training_actual": "tuneport.costs",
@@ -151,6 +157,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TuneportError,
         WaitTimeoutError,
     )
+    from tuneport.eval_spec import EvalSpec, load_eval_spec  # noqa: F401
+    from tuneport.evaluation import load_run, record_endpoint, run_eval  # noqa: F401
     from tuneport.fixtures.tiny_model import ensure_tiny_model, resolve_model  # noqa: F401
     from tuneport.graders import GradeResult, make_grader  # noqa: F401
     from tuneport.inference import ChatEndpoint, ChatResult, InferenceClient, resolve_endpoint  # noqa: F401
@@ -170,6 +178,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tuneport.providers.local import LocalProvider  # noqa: F401
     from tuneport.providers.openai import OpenAIProvider  # noqa: F401
     from tuneport.providers.registry import get_provider, register_provider  # noqa: F401
+    from tuneport.quickstart import run_quickstart  # noqa: F401
     from tuneport.report import render_report  # noqa: F401
     from tuneport.spec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401
     from tuneport.stats import (  # noqa: F401

@@ -724,6 +724,32 @@ class Store:
             sql = f"SELECT * FROM responses WHERE {' AND '.join(f'{c} = ?' for c in key)}"
             return conn.execute(sql, (eval_run_id, endpoint, item_index, sample)).fetchone()
 
+    def add_responses(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record many answers in ONE transaction (keys as :meth:`add_response`'s, plus ``eval_run_id``,
+        ``endpoint`` and ``item_index``); a re-run of the same item/sample replaces it. Returns the row count.
+
+        An evaluation writes its answers in batches: a transaction per answer would cap a fast endpoint at a few
+        hundred answers a second.
+        """
+        columns = ("eval_run_id", "endpoint", "item_index", "sample", "cache_key", "request", "response",
+                   "latency_ms", "prompt_tokens", "completion_tokens", "error", "created_at")  # fmt: skip
+        key = ("eval_run_id", "endpoint", "item_index", "sample")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        sql = (
+            f"INSERT INTO responses ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+        now = _now()
+        params = [
+            [_encode(c, row.get(c, 0 if c == "sample" else now if c == "created_at" else None)) for c in columns]
+            for row in rows
+        ]
+        if not params:
+            return 0
+        with self._write() as conn:
+            conn.executemany(sql, params)
+        return len(params)
+
     def list_responses(self, eval_run_id: str, *, endpoint: str | None = None) -> list[Row]:
         sql, params = "SELECT * FROM responses WHERE eval_run_id = ?", [eval_run_id]
         if endpoint is not None:

@@ -379,3 +379,20 @@ def test_secrets_are_refused_everywhere_and_never_reach_the_disk(tmp_path: Path)
         assert opened.get_job("ftjob-2") is None and opened.get_endpoint("e") is None
     for file in tmp_path.iterdir():
         assert CANARY.encode() not in file.read_bytes() and b"hunter2" not in file.read_bytes()
+
+
+def test_add_responses_writes_a_batch_and_replaces_reruns() -> None:
+    with open_store() as store:
+        run = store.create_eval_run(name="batch")
+        run_id = run["id"]
+        rows = [
+            {"eval_run_id": run_id, "endpoint": "ft", "item_index": i, "response": {"text": f"a{i}"}, "latency_ms": 5.0}
+            for i in range(50)
+        ]
+        assert store.add_responses(rows) == 50
+        assert store.add_responses([]) == 0
+        store.add_responses([{"eval_run_id": run_id, "endpoint": "ft", "item_index": 3, "error": {"message": "boom"}}])
+        got = store.list_responses(run_id)
+        assert len(got) == 50
+        assert got[3]["error"] == {"message": "boom"} and got[3]["response"] is None
+        assert got[4]["response"] == {"text": "a4"} and got[4]["sample"] == 0

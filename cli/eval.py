@@ -1,0 +1,327 @@
+"""``tuneport eval SPEC_OR_FILE --endpoint A --endpoint B`` and ``tuneport eval record ENDPOINT DATASET``.
+
+The logic lives in :mod:`tuneport.evaluation`; this module parses options and renders the run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from typing import Any
+
+import click
+
+__all__ = ["eval_"]
+
+_EPILOG = """\b
+Examples:
+  tuneport eval heldout.jsonl --endpoint base --endpoint my-ft
+  tuneport eval heldout.jsonl -e openai:gpt-4.1-mini -e http://127.0.0.1:8000/v1#tiny-chat --hourly 2.10
+  tuneport eval eval.yaml --json > run.json
+  tuneport eval --resume evalrun-0123456789abcdef
+  tuneport eval record ft:gpt-4.1-mini-2025-04-14:acme::abc heldout.jsonl --name old-ft
+  tuneport eval heldout.jsonl -e recorded:old-ft -e local-ft
+
+\b
+An eval spec (YAML) can give each endpoint its own system prompt:
+  dataset: heldout.jsonl
+  endpoints:
+    - base
+    - {name: ft, endpoint: my-ft, system: "Answer with JSON."}
+  params: {temperature: 0, max_tokens: 256}
+  graders: [json_valid, {name: json_match, fields: [category]}]
+
+Exit status: 0 when every endpoint answered every item, 1 when the run is incomplete (resumable).
+"""
+
+
+class _EvalGroup(click.Group):
+    """``tuneport eval FILE ...`` runs an evaluation; ``tuneport eval record ...`` records. Anything that is not
+    a subcommand name is handed to the hidden ``run`` command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `tuneport eval --help` shows the evaluation's own options (the common case), which mention `record`.
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+class _RunCommand(click.Command):
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        parent = ctx.parent.command_path if ctx.parent else "tuneport eval"
+        formatter.write_usage(parent, "[OPTIONS] SPEC_OR_FILE -e ENDPOINT ...")
+        formatter.write_usage(parent, "record ENDPOINT DATASET --name NAME")
+
+
+@click.group(cls=_EvalGroup)
+def eval_() -> None:
+    """Evaluate endpoints on a held-out chat JSONL (or an eval spec) with paired statistics, latency and cost."""
+
+
+def _parse_hourly(values: tuple[str, ...]) -> dict[str, Decimal] | Decimal | None:
+    from tuneport.eval_spec import parse_hourly
+
+    if not values:
+        return None
+    per: dict[str, Decimal] = {}
+    default: Decimal | None = None
+    for value in values:
+        if "=" in value:
+            name, _, rate = value.rpartition("=")
+            per[name] = parse_hourly(rate)
+        else:
+            default = parse_hourly(value)
+    if not per:
+        return default
+    if default is not None:
+        raise click.UsageError(
+            "--hourly: give either one RATE for every self-hosted endpoint or NAME=RATE pairs"
+        )
+    return per
+
+
+@eval_.command("run", cls=_RunCommand, hidden=True, epilog=_EPILOG)
+@click.argument("source", required=False, metavar="SPEC_OR_FILE")
+@click.option(
+    "--endpoint",
+    "-e",
+    "endpoints",
+    multiple=True,
+    metavar="ENDPOINT",
+    help="An endpoint to evaluate (repeat): a saved name, openai:MODEL, URL#MODEL or recorded:NAME.",
+)
+@click.option(
+    "-j",
+    "--concurrency",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Requests in flight at once (default 8, or the spec's).",
+)
+@click.option(
+    "--grader",
+    "-g",
+    "graders",
+    multiple=True,
+    metavar="GRADER",
+    help='A grader (repeat): a name, or a JSON config like \'{"name": "json_match", "fields": ["a"]}\'. '
+    "Default: chosen from the data.",
+)
+@click.option("--temperature", type=float, default=None, help="Sampling temperature (default 0).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Longest answer, in tokens.")
+@click.option("--seed", type=int, default=None, help="Sampling seed, where the server supports one.")
+@click.option(
+    "--train",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Training data to check the eval items against (leakage warning).",
+)
+@click.option(
+    "--hourly",
+    multiple=True,
+    metavar="[NAME=]USD",
+    help="$/hour of self-hosted endpoints, for cost per 1,000 items (one rate, or NAME=RATE each).",
+)
+@click.option("--no-cache", is_flag=True, help="Ask every endpoint again instead of reusing stored answers.")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID", help="Continue an incomplete run.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds one request may take (default 120).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=None,
+    help="Retries of a failed request (default 4; waits honour the server's Retry-After).",
+)
+@click.option("--name", default=None, help="A name for the run.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the whole run as JSON (for scripts and reports)."
+)
+def run(
+    source: str | None,
+    endpoints: tuple[str, ...],
+    concurrency: int | None,
+    graders: tuple[str, ...],
+    temperature: float | None,
+    max_tokens: int | None,
+    seed: int | None,
+    train: str | None,
+    hourly: tuple[str, ...],
+    no_cache: bool,
+    resume: str | None,
+    timeout: float | None,
+    retries: int | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """Evaluate endpoints on SPEC_OR_FILE (an eval spec, or a held-out chat JSONL with --endpoint): quality with
+    paired statistics, latency, tokens and cost per 1,000 items, for every pair of endpoints on the same items.
+
+    The last assistant message of each line is the reference; the messages before it are the prompt. Answers
+    are cached and written as they arrive: re-running continues an unfinished run and costs nothing for items
+    already answered. `tuneport eval record ENDPOINT DATASET --name NAME` keeps an endpoint's answers for later
+    comparison as recorded:NAME.
+    """
+    from tuneport.evaluation import run_eval
+
+    if source is None and resume is None:
+        raise click.UsageError(
+            "give an eval spec or a held-out JSONL (with --endpoint ...), or --resume RUN_ID"
+        )
+    grader_configs = [_grader(g) for g in graders] or None
+    params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    progress = None if as_json or not sys.stderr.isatty() else _progress
+    result = run_eval(
+        source, endpoints=endpoints, graders=grader_configs, params=params, train=train, concurrency=concurrency,
+        use_cache=not no_cache, resume=resume, hourly=_parse_hourly(hourly), name=name, timeout=timeout,
+        retry=_retry(retries), progress=progress,
+    )  # fmt: skip
+    if progress is not None:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        _render(result)
+    if result["status"] != "complete":
+        raise click.exceptions.Exit(1)
+
+
+def _retry(retries: int | None) -> Any:
+    if retries is None:
+        return None
+    from tuneport.http import RetryPolicy
+
+    return RetryPolicy(max_attempts=retries + 1)
+
+
+def _grader(value: str) -> Any:
+    value = value.strip()
+    if value.startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--grader") from None
+    return value
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    if done == total or done % 25 == 0:
+        click.echo(f"\r{label}: {done}/{total}", nl=False, err=True)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _render(run: dict[str, Any]) -> None:
+    click.echo(
+        f"run {run['id']}  ({run['status']}, {run['dataset']['n_items']} items of {run['dataset']['path']})"
+    )
+    for note in run.get("notes") or []:
+        click.echo(f"note: {note}")
+    session = run.get("session") or {}
+    for label in session.get("asked", {}) | session.get("cached", {}):
+        asked = session.get("asked", {}).get(label, 0)
+        cached = session.get("cached", {}).get(label, 0)
+        click.echo(f"{label}: {asked} asked, {cached} from the cache/recording")
+    click.echo("")
+    for ep in run["endpoints"]:
+        s = run["summary"][ep["name"]]
+        click.echo(f"{ep['name']}  [{ep['kind']}] {ep['model']}")
+        for gid, g in s["graders"].items():
+            if g["accuracy"] is not None:
+                lo, hi = g["accuracy_ci"]
+                score = f"accuracy {_pct(g['accuracy'])} (95% CI {_pct(lo)}-{_pct(hi)}, n={g['n_judged']})"
+            else:
+                score = "mean " + ("-" if g["mean_score"] is None else f"{g['mean_score']:.3f}")
+            extra = f", {g['n_errors']} ungradable" if g["n_errors"] else ""
+            if g.get("labels"):
+                extra += f", macro F1 {g['labels']['macro']['f1']:.3f}"
+            click.echo(f"  {gid:<14} {score}{extra}")
+        lat = s["latency"]
+        if lat:
+            click.echo(f"  latency        p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms")
+        t = s["tokens"]
+        click.echo(f"  tokens         {t['prompt']} prompt + {t['completion']} completion")
+        cost = s["cost"]
+        if cost["per_1000"] is not None:
+            click.echo(
+                f"  cost           ${cost['per_1000']} per 1,000 items ({cost['inputs'].get('method')})"
+            )
+        else:
+            click.echo(f"  cost           {cost['inputs'].get('note')}")
+        if s["errors"]:
+            click.echo(f"  errors         {s['errors']} items without an answer")
+    if run["comparisons"]:
+        click.echo("\ncomparisons (b - a):")
+    for c in run["comparisons"]:
+        line = f"  {c['b']} vs {c['a']} [{c['grader']}] n={c['n']}: mean diff {c['scores']['mean_diff']:+.3f}"
+        boot = c["scores"]["bootstrap"]
+        line += f" (95% CI {boot['low']:+.3f}..{boot['high']:+.3f})"
+        if c["pass"]:
+            line += f", McNemar p={c['pass']['mcnemar']['p_value']:.3g}"
+            winner = c["pass"]["winner"]
+        else:
+            winner = c["scores"]["winner"]
+        line += f" -> {'better: ' + c[winner] if winner else 'no significant difference'}"
+        click.echo(line)
+        for w in c["warnings"]:
+            click.echo(f"    ! {w}")
+    for w in run["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+
+
+@eval_.command("record", epilog=_EPILOG)
+@click.argument("endpoint")
+@click.argument("dataset", type=click.Path(dir_okay=False))
+@click.option(
+    "--name", default=None, help="Name of the recording (default: the endpoint); replay as recorded:NAME."
+)
+@click.option("-j", "--concurrency", type=click.IntRange(1, 4096), default=8, show_default=True)
+@click.option("--system", default=None, help="A system prompt replacing the dataset's.")
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--no-cache", is_flag=True, help="Ask again even for answers already stored.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option(
+    "--retries", type=click.IntRange(0, 20), default=None, help="Retries of a failed request (default 4)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def record(
+    endpoint: str,
+    dataset: str,
+    name: str | None,
+    concurrency: int,
+    system: str | None,
+    temperature: float,
+    max_tokens: int | None,
+    seed: int | None,
+    no_cache: bool,
+    timeout: float | None,
+    retries: int | None,
+    as_json: bool,
+) -> None:
+    """Store ENDPOINT's answers to DATASET, so they can be compared later as recorded:NAME (e.g. a hosted
+    fine-tuned model about to retire)."""
+    from tuneport.evaluation import record_endpoint
+
+    result = record_endpoint(
+        endpoint, dataset, name=name, params={"temperature": temperature, "max_tokens": max_tokens, "seed": seed},
+        system=system, concurrency=concurrency, use_cache=not no_cache, timeout=timeout, retry=_retry(retries),
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        click.echo(
+            f"recorded {result['recorded']} of {result['n_items']} answers as {result['use_as']} "
+            f"(run {result['run_id']}, {result['status']})"
+        )
+        if result["errors"]:
+            click.echo(f"warning: {result['errors']} requests failed; run the same command again to fill them in",
+                       err=True)  # fmt: skip
+    if result["status"] != "complete":
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,93 @@
+"""A loopback OpenAI-compatible chat server with deterministic answers per model, for evaluation tests.
+
+``answers[model][last user message] -> answer``; a model without an entry for a prompt answers ``"?"``.
+``fail_after = N`` makes every request after the N-th answer HTTP 500 (an endpoint dying mid-run);
+``fail_models`` limits that to some models. ``requests`` counts the requests received, per model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+class FakeEvalServer:
+    def __init__(self) -> None:
+        self.answers: dict[str, dict[str, str]] = {}
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.fail_after: int | None = None
+        self.fail_models: set[str] | None = None
+        self.served = 0
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def url(self, model: str) -> str:
+        return f"{self.base_url}#{model}"
+
+    def reset(self) -> None:
+        self.answers.clear()
+        self.requests.clear()
+        self.bodies.clear()
+        self.fail_after = None
+        self.fail_models = None
+        self.served = 0
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        model = body.get("model")
+        self.requests[model] += 1
+        self.bodies.append(body)
+        failing = self.fail_models is None or model in self.fail_models
+        if self.fail_after is not None and failing and self.served >= self.fail_after:
+            error = {"error": {"message": "The server had an error", "type": "server_error", "code": None}}
+            return web.Response(status=500, body=orjson.dumps(error), content_type="application/json")
+        self.served += 1
+        messages = body.get("messages") or []
+        last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        text = self.answers.get(model, {}).get(last, "?")
+        completion = {
+            "id": "chatcmpl-eval", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }  # fmt: skip
+        return web.Response(body=orjson.dumps(completion), content_type="application/json")
+
+    def start(self) -> FakeEvalServer:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", self._chat)
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-eval-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fake eval server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
