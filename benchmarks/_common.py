@@ -263,15 +263,20 @@ def _lognormal_words(rng: random.Random, median: float, sigma: float, lo: int, h
     return max(lo, min(hi, int(rng.lognormvariate(0, sigma) * median)))
 
 
-def make_examples(n: int, seed: int = 1234):
-    """Yield ``n`` realistic chat examples (seeded): system prompts, multi-turn, tools, weights, varied lengths."""
+def make_examples(n: int, seed: int = 1234, *, shared_system: bool = True):
+    """Yield ``n`` realistic chat examples (seeded): system prompts, multi-turn, tools, weights, varied lengths.
+
+    ``shared_system=False`` gives every example its own system prompt (no text repeats across examples), the
+    worst case for tuneport's caches of repeated texts.
+    """
     rng = random.Random(seed)
     gen = TextGen(rng)
     systems = [gen.text(rng.randint(30, 250)) for _ in range(8)]
     for k in range(n):
         messages = []
         if rng.random() < 0.85:
-            messages.append({"role": "system", "content": systems[min(int(rng.expovariate(0.7)), 7)]})
+            system = systems[min(int(rng.expovariate(0.7)), 7)] if shared_system else gen.text(rng.randint(30, 250))
+            messages.append({"role": "system", "content": system})
         example: dict = {}
         if rng.random() < 0.1:
             tools = rng.sample(_TOOLS, rng.randint(1, 3))
@@ -315,10 +320,10 @@ def make_examples(n: int, seed: int = 1234):
         yield example
 
 
-def write_dataset(path: Path, n: int, seed: int = 1234) -> int:
+def write_dataset(path: Path, n: int, seed: int = 1234, *, shared_system: bool = True) -> int:
     """Write ``n`` examples as JSONL; returns the file size in bytes."""
     with open(path, "wb") as fh:
-        for ex in make_examples(n, seed):
+        for ex in make_examples(n, seed, shared_system=shared_system):
             fh.write(orjson.dumps(ex) + b"\n")
     return path.stat().st_size
 

@@ -63,6 +63,11 @@ def main() -> None:
     ap.add_argument(
         "--keep", type=Path, default=None, help="write the datasets here instead of a temp folder"
     )
+    ap.add_argument(
+        "--unique-system",
+        action="store_true",
+        help="give every example its own system prompt (no repeated texts: the worst case for tuneport's caches)",
+    )
     args = ap.parse_args()
     ensure_tiktoken_cache()
 
@@ -77,9 +82,10 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "bench.jsonl"
         t = time.perf_counter()
-        size = write_dataset(path, args.examples, args.seed)
+        size = write_dataset(path, args.examples, args.seed, shared_system=not args.unique_system)
         print(
-            f"dataset: {args.examples} examples, {size / 1e6:.1f} MB ({time.perf_counter() - t:.1f} s to generate)"
+            f"dataset: {args.examples} examples, {size / 1e6:.1f} MB ({time.perf_counter() - t:.1f} s to generate; "
+            f"{'every example its own system prompt' if args.unique_system else 'system prompts shared as in real datasets'})"
         )
 
         texts = message_texts(path)
