@@ -8,7 +8,11 @@ streams its progress, ``--wait`` waits silently; both exit 11 when the job fails
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
@@ -44,8 +48,8 @@ def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json
         click.echo(f"warning: {warning}", err=True)
     if spec.backend == "openai":
         confirm_paid_job(spec, yes=yes, as_json=as_json)
-    with get_backend(spec.backend) as provider:
-        job = provider.start(spec)
+    with get_backend(spec.backend) as provider, _upload_bar(enabled=spec.backend == "openai" and not as_json) as bar:
+        job = provider.start(spec, progress=bar)
         if not (follow or wait):
             if as_json:
                 click.echo(json.dumps(job.to_api(), indent=2, ensure_ascii=False, default=str))
@@ -70,7 +74,11 @@ def paid_job_estimate(spec) -> dict | None:
     if path is None:
         return None
     n_epochs = spec.hyperparameters.n_epochs
-    report = validate_file(path, model=spec.model, n_epochs=n_epochs if isinstance(n_epochs, int) else None)
+    method = "dpo" if spec.method.type == "dpo" else "sft"
+    report = validate_file(
+        path, model=spec.model, method=method, n_epochs=n_epochs if isinstance(n_epochs, int) else None
+    )
+    report.raise_for_errors()  # never ask to pay for a job on data that fails validation
     stats = report.stats
     price = stats.estimated_price_usd
     return {
@@ -110,3 +118,31 @@ def confirm_paid_job(spec, *, yes: bool, as_json: bool) -> None:
         return
     if not click.confirm("Start this paid fine-tuning job on OpenAI?", default=False, err=True):
         raise click.Abort()
+
+
+@contextlib.contextmanager
+def _upload_bar(*, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar for dataset uploads (the provider calls it with bytes done / total, possibly from threads)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    lock = threading.Lock()
+    tasks: dict[int, Any] = {}
+    with Progress(TextColumn("upload"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True, console=_stderr_console()) as bar:  # fmt: skip
+
+        def update(done: int, total: int) -> None:
+            with lock:
+                if total not in tasks:
+                    tasks[total] = bar.add_task("upload", total=total)
+                bar.update(tasks[total], completed=done)
+
+        yield update
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -265,7 +265,7 @@ class _Runner:
     def validate(self, spec: Any) -> tuple[Path, int, int | None]:
         """validating_files: the model resolves, both files pass validation. Returns (model dir, examples, tokens)."""
         from tuneport.data.reader import file_sha256
-        from tuneport.data.validate import validate_file
+        from tuneport.data.validate import MIN_EXAMPLES, validate_file
         from tuneport.fixtures.tiny_model import resolve_model
 
         if self.row["status"] != "validating_files":
@@ -292,7 +292,10 @@ class _Runner:
                     param,
                 )
             self.event(f"Validating {param} {path}")
-            report = validate_file(path, model=str(model_dir), method=method)
+            # OpenAI's minimum of 10 examples applies to training files; a validation file may be smaller.
+            report = validate_file(
+                path, model=str(model_dir), method=method, min_examples=MIN_EXAMPLES if param == "training_file" else 1
+            )
             for finding in report.findings[:MAX_FINDING_EVENTS]:
                 level = "error" if finding.severity == "error" else "warn"
                 self.event(f"{param}: {finding}", level=level, data={"file": param, **finding.to_dict()})

@@ -282,6 +282,19 @@ class OpenAIProvider(Provider):
             "GET", f"files/{file_id}", parse=lambda r: FileObject.model_validate(r.json())
         )
 
+    def start(self, spec: JobSpec, *, progress: ProgressCallback | None = None) -> FineTuningJob:
+        """Validate the spec's local files before anything is uploaded: no paid job starts on data that fails
+        validation (OpenAI would bill nothing but reject it later, after the upload and the queue)."""
+        from tuneport.data.validate import MIN_EXAMPLES, validate_file
+
+        method = "dpo" if spec.method.type == "dpo" else "sft"
+        for path, min_examples in ((spec.training_path, MIN_EXAMPLES), (spec.validation_path, 1)):
+            if path is not None:
+                validate_file(
+                    path, model=spec.model, method=method, min_examples=min_examples
+                ).raise_for_errors()
+        return super().start(spec, progress=progress)
+
     def upload(
         self,
         path: str | Path,

@@ -401,7 +401,9 @@ class _Validator:
         limit: int,
         max_findings: int | None,
         file_size: int | None,
+        min_examples: int = 10,
     ) -> None:
+        self.min_examples = min_examples
         self.method = method if method in ("sft", "dpo") else None
         self.method_line: int | None = None
         self.model = model
@@ -1105,12 +1107,12 @@ class _Validator:
 
     # -- end of file --------------------------------------------------------------------------------------------
     def finish(self) -> None:
-        if self.examples < MIN_EXAMPLES:
+        if self.examples < self.min_examples:
             self.add(
                 "too_few_examples",
                 None,
                 "",
-                f"the file has {self.examples} example{'s' if self.examples != 1 else ''}; OpenAI requires at least {MIN_EXAMPLES}",
+                f"the file has {self.examples} example{'s' if self.examples != 1 else ''}; OpenAI requires at least {self.min_examples}",
             )
 
 
@@ -1159,6 +1161,7 @@ def validate_records(
     n_epochs: int | None = None,
     file_size: int | None = None,
     counter: Any = None,
+    min_examples: int = MIN_EXAMPLES,
 ) -> ValidationReport:
     """Validate records from :func:`~tuneport.data.reader.iter_records` (or any iterable of them) in one pass.
 
@@ -1189,6 +1192,7 @@ def validate_records(
         limit=limit,
         max_findings=max_findings,
         file_size=file_size,
+        min_examples=min_examples,
     )
     for rec in records:
         v.feed(rec)
@@ -1249,6 +1253,7 @@ def validate_file(
     method: str = "auto",
     max_findings: int | None = 10000,
     n_epochs: int | None = None,
+    min_examples: int = MIN_EXAMPLES,
 ) -> ValidationReport:
     """Validate a chat (SFT) or preference (DPO) JSONL dataset and gather its statistics, in one streaming pass.
 
@@ -1256,6 +1261,7 @@ def validate_file(
     a local tokenizer folder; None counts with o200k_base). ``method`` is ``auto`` (detected from the first
     example), ``sft`` or ``dpo``. ``max_findings`` caps the findings kept in memory (None keeps all); the counts
     by category are always complete. ``n_epochs`` overrides OpenAI's auto epochs in the cost estimate.
+    ``min_examples`` is OpenAI's minimum for a training file (10); a validation file has none (give 1).
 
     Never raises on the file's content; raises :class:`~tuneport.errors.DataError` only when the file cannot be
     opened. Use :meth:`ValidationReport.raise_for_errors` to turn errors into an exception.
@@ -1278,4 +1284,5 @@ def validate_file(
         max_findings=max_findings,
         n_epochs=n_epochs,
         file_size=_file_size(p),
+        min_examples=min_examples,
     )

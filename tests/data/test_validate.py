@@ -424,6 +424,8 @@ def test_too_few_examples(tmp_path: Path) -> None:
     assert f and f[0].line is None and "9 examples" in f[0].message
     assert not report.ok
     assert validate_file(write(tmp_path / "e.jsonl", good(MIN_EXAMPLES))).ok
+    # the minimum is OpenAI's rule for training files; a validation file may be smaller
+    assert validate_file(write(tmp_path / "v.jsonl", good(3)), min_examples=1).ok
 
 
 def test_duplicates_name_the_first_line_even_with_other_key_order(tmp_path: Path) -> None:

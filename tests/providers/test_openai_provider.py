@@ -16,6 +16,7 @@ from fake_openai import CANARY_KEY, FakeOpenAI
 from tuneport.errors import (
     APIConnectionError,
     AuthenticationError,
+    DataError,
     JobFailedError,
     ProviderError,
     QuotaExceededError,
@@ -295,9 +296,20 @@ def test_wait_returns_the_succeeded_job_and_its_endpoint(provider, fake, tmp_pat
         provider.endpoint(job)
 
 
-def test_wait_raises_invalid_file_error_naming_the_local_file(provider, fake, tmp_path):
+def test_start_refuses_invalid_data_before_any_request(provider, fake, tmp_path):
     write_dataset(tmp_path / "train.jsonl", bad_line=3)
-    job = provider.start(make_spec(tmp_path))
+    with pytest.raises(DataError) as info:
+        provider.start(make_spec(tmp_path))
+    assert "line 3" in str(info.value) and "invalid_json" in str(info.value)
+    assert fake.requests == []  # nothing uploaded, no paid job
+
+
+def test_wait_raises_invalid_file_error_naming_the_local_file(provider, fake, tmp_path):
+    # OpenAI can still reject a file tuneport accepted: the upload and create go through, the job fails later.
+    write_dataset(tmp_path / "train.jsonl", bad_line=3)
+    spec = make_spec(tmp_path)
+    uploaded = provider.upload(spec.training_path)
+    job = provider.create(spec, training_file=uploaded.id)
     with pytest.raises(InvalidFileError) as info:
         provider.wait(job.id, poll=0, sleep=lambda s: None)
     assert isinstance(info.value, JobFailedError)
