@@ -71,6 +71,19 @@ def _follow(path: Path, stop: threading.Event) -> None:
 @click.option(
     "--startup-timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for health."
 )
+@click.option(
+    "--watch-jobs",
+    is_flag=True,
+    help="While serving, load the adapter of each local job on this base model that succeeds, as the job's "
+    "model name (vLLM: reserves 4 LoRA slots for them unless --max-loras is given).",
+)
+@click.option(
+    "--watch-interval",
+    type=click.FloatRange(0.2),
+    default=5.0,
+    show_default=True,
+    help="Seconds between checks for finished jobs (with --watch-jobs).",
+)
 @click.option("--quiet", is_flag=True, help="Do not copy the engine's log to stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line (base_url, models) once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
@@ -85,6 +98,8 @@ def serve(
     max_lora_rank: int | None,
     max_model_len: int | None,
     startup_timeout: float,
+    watch_jobs: bool,
+    watch_interval: float,
     quiet: bool,
     as_json: bool,
     extra: tuple[str, ...],
@@ -92,8 +107,13 @@ def serve(
     """Serve MODEL plus adapters behind one OpenAI-compatible API (vLLM, or the transformers fallback).
 
     Runs in the foreground until Ctrl-C or SIGTERM, then stops the engine and every process it started.
+
+    With --watch-jobs, jobs that finish while it serves join it without a restart. There is deliberately no
+    command to add or remove adapters of a running server from another terminal: on CPU, vLLM keeps an unloaded
+    adapter's weights in its LoRA slot, so only the serving process can count the slots used since start and
+    keep the last one empty (the mixed-batch guard); a request sent straight to the server would bypass that.
     """
-    from tuneport.local_backend.serve import start_server
+    from tuneport.local_backend.serve import WATCH_SLOTS, JobWatcher, start_server
 
     def log(line: str) -> None:
         if not as_json or line.startswith("serving with the transformers"):
@@ -106,6 +126,7 @@ def serve(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     server = None
+    watcher = None
     try:
         server = start_server(
             model,
@@ -120,6 +141,7 @@ def serve(
             extra_args=extra,
             startup_timeout=startup_timeout,
             log=log,
+            runtime_adapters=WATCH_SLOTS if watch_jobs else 0,
         )
         log_path = getattr(server, "log_path", None)
         info = {
@@ -137,6 +159,8 @@ def serve(
                 "(put a name in a request's `model`; Ctrl-C stops)"
             )
         sys.stdout.flush()
+        if watch_jobs:
+            watcher = JobWatcher(server, interval=watch_interval, log=log).start()
         if log_path is not None and not quiet and not as_json:
             threading.Thread(target=_follow, args=(Path(log_path), stop_follow), daemon=True).start()
         server.wait()
@@ -144,6 +168,8 @@ def serve(
         pass
     finally:
         stop_follow.set()
+        if watcher is not None:
+            watcher.stop()
         if server is not None:
             click.echo("tuneport serve: stopping", err=True)
             server.stop()

@@ -12,7 +12,11 @@ checked adapter folders (right base model, right shapes, a rank the server accep
 use or a model that cannot fit in memory, and the scratch folder each server run owns (temporary files, sockets,
 caches) so that nothing is left in ``/tmp`` or the user's home folder. :func:`start_server` picks the engine.
 
-Nothing heavy is imported here: the CLI imports this module to parse and check arguments.
+:class:`JobWatcher` keeps a running server current: it loads the adapter of every local job that succeeds while
+the server runs, through the server handle's own ``load_adapter`` (so vLLM's CPU mixed-batch guard holds).
+
+Nothing heavy (torch, transformers, vLLM) is imported here: the CLI imports this module to parse and check
+arguments.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import re
 import shutil
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from tuneport.errors import TuneportError
+from tuneport.local_backend.train_config import VLLM_LORA_RANKS
 
 __all__ = [
     "ServeError",
@@ -55,10 +61,9 @@ __all__ = [
     "REPAIR_COMMAND",
     "broken_companion_packages",
     "start_server",
+    "JobWatcher",
+    "WATCH_SLOTS",
 ]
-
-# The LoRA ranks vLLM's kernels are built for; ``--max-lora-rank`` must be one of them.
-VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 Engine = Literal["vllm", "transformers", "auto"]
 
@@ -581,12 +586,14 @@ def start_server(
     home: Path | None = None,
     startup_timeout: float = 300.0,
     log: Any = None,
+    runtime_adapters: int = 0,
 ) -> ServerHandle:
     """Start a server for ``model`` (a folder or ``tiny-chat``) plus ``adapters`` and return once it is healthy.
 
     ``engine="auto"`` uses vLLM where it is importable and the transformers fallback otherwise. ``adapters`` are
     ``--adapter`` values (``NAME=JOB_ID``, ``NAME=PATH``, or a bare job id / path). ``log`` is a callable taking
-    one line, for progress messages.
+    one line, for progress messages. ``runtime_adapters`` reserves vLLM LoRA slots for that many adapters loaded
+    later (by :class:`JobWatcher`, say) when ``max_loras`` is not given; vLLM cannot add slots without a restart.
     """
     from tuneport.fixtures.tiny_model import resolve_model
 
@@ -619,6 +626,7 @@ def start_server(
             extra_args=extra_args,
             home=home,
             log=log,
+            runtime_slots=runtime_adapters,
         )
         server.start(timeout=startup_timeout)
         return server
@@ -637,3 +645,127 @@ def start_server(
         server.start()
         return server
     raise ServeError(f"unknown engine {engine!r}", hint="Use --engine vllm, transformers or auto.")
+
+
+# ------------------------------------------------------------------------------------------- watching jobs
+
+# LoRA slots ``tuneport serve --watch-jobs`` reserves for adapters of jobs that finish later (vLLM's slot count is
+# fixed at start; unloaded adapters keep theirs, so this bounds the loads per server run, not the adapters served).
+WATCH_SLOTS = 4
+
+
+def _job_base_matches(job_model: str, model: str, base_path: Path) -> bool:
+    """Whether a job trained on ``job_model`` (its spec's ``model``) used the served base model."""
+    if not job_model:
+        return False
+    if job_model == model:
+        return True
+    from tuneport.fixtures.tiny_model import TINY_MODEL_NAME
+
+    if TINY_MODEL_NAME in (job_model, model):
+        return False  # the built-in model is only ever itself (a folder of that name may hold anything)
+    with contextlib.suppress(OSError):
+        return Path(job_model).expanduser().resolve() == base_path.resolve()
+    return False
+
+
+class JobWatcher:
+    """Loads the adapter of each local job that succeeds while a server runs, under the job's model name.
+
+    A long-running ``tuneport serve`` otherwise serves only what it was started with: a job finishing later would
+    need a restart. Every ``interval`` seconds the store is read for local jobs that succeeded and were not
+    succeeded when the watcher started (the start snapshot is by id, so clock granularity cannot re-load an old
+    job or miss a new one), trained on the served base model. Each one's adapter is loaded through the server
+    handle's ``load_adapter`` under the job's ``fine_tuned_model`` name (the name ``--adapter JOB_ID`` gives):
+    the same checks as at start, and on vLLM the CPU mixed-batch guard's slot count, hold. An adapter that cannot
+    be loaded (a full-model job, another base, a rank or slot the server lacks) is skipped once with a message
+    saying why and what to do; the server keeps serving.
+    """
+
+    def __init__(
+        self,
+        server: ServerHandle,
+        *,
+        interval: float = 5.0,
+        store: Any | None = None,
+        log: Any = None,
+    ) -> None:
+        from tuneport.fixtures.tiny_model import resolve_model
+
+        self.server = server
+        self.interval = interval
+        self._log = log or (lambda line: None)
+        self._own_store = store is None
+        if store is None:
+            from tuneport.store import open_store
+
+            store = open_store()
+        self.store = store
+        self.base_path: Path = getattr(server, "base_path", None) or resolve_model(server.model)
+        self._seen: set[str] = {r["id"] for r in self._succeeded()}
+        self.loaded: dict[str, str] = {}  # job id -> adapter name
+        self.skipped: dict[str, str] = {}  # job id -> why
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _succeeded(self) -> list[Any]:
+        return self.store.list_jobs(backend="local", status="succeeded")
+
+    def poll(self) -> list[str]:
+        """One pass: load the adapters of jobs that succeeded since the last pass; return their names."""
+        names = []
+        for row in reversed(self._succeeded()):  # oldest first: slots go to jobs in the order they finished
+            if row["id"] in self._seen:
+                continue
+            self._seen.add(row["id"])
+            if not _job_base_matches(row.get("model") or "", self.server.model, self.base_path):
+                continue  # another base model's job: not this server's business
+            try:
+                path, name = _job_adapter(row["id"], self.store)
+                if name in self.server.models():
+                    self.skipped[row["id"]] = f"a model named {name!r} is already served"
+                    self._log(f"job {row['id']} succeeded; {name!r} is already served, so it was not reloaded")
+                    continue
+                self.server.load_adapter(name, path)
+            except TuneportError as exc:
+                self.server.check()  # a crashed server is the caller's error, not this job's
+                self.skipped[row["id"]] = exc.message
+                hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+                self._log(f"job {row['id']} succeeded but its adapter was not loaded: {exc.message}{hint}")
+                continue
+            self.loaded[row["id"]] = name
+            names.append(name)
+            self._log(f"job {row['id']} succeeded: now serving its adapter as {name!r}")
+        return names
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except TuneportError as exc:
+                self._log(f"stopped watching for finished jobs: {exc.message}")
+                return
+            except Exception as exc:  # keep serving whatever a store hiccup or a bug does to the watcher
+                self._log(f"error while watching for finished jobs (will retry): {exc!r}")
+
+    def start(self) -> JobWatcher:
+        """Watch in a background thread until :meth:`stop`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="tuneport-job-watcher", daemon=True)
+            self._thread.start()
+            self._log(f"watching for local jobs on {self.server.model} that finish (every {self.interval:g} s)")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(self.interval, 1.0) + 30)
+            self._thread = None
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> JobWatcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -154,6 +154,7 @@ class VLLMServer:
         device: str | None = None,
         log: Callable[[str], None] | None = None,
         lora_guard: bool = True,
+        runtime_slots: int = 0,
     ) -> None:
         self.model = model
         self.base_path = Path(base_path)
@@ -178,10 +179,13 @@ class VLLMServer:
                     hint="Serve a merged model instead (a job writes one to outputs.merged), or use "
                     "--engine transformers.",
                 )
-        self.enable_lora = bool(adapters) or bool(max_loras) or bool(enable_lora)
+        # ``runtime_slots``: room for adapters loaded later (``--watch-jobs``) when ``max_loras`` is not given.
+        self.enable_lora = bool(adapters) or bool(max_loras) or bool(enable_lora) or runtime_slots > 0
         self.max_lora_rank = (
             lora_rank_for((a.rank for a in adapters), max_lora_rank) if self.enable_lora else 0
         )
+        if max_loras is None and runtime_slots > 0:
+            max_loras = self._slots(len(adapters) + runtime_slots, None)
         self.max_loras = self._slots(len(adapters), max_loras) if self.enable_lora else 0
         self.config = _model_config(self.base_path)
         self.proc: subprocess.Popen | None = None
