@@ -226,39 +226,55 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--backend", type=click.Choice(_BACKENDS), default="local", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["all", *_BACKENDS]),
+    default="all",
+    show_default=True,
+    help="all: every backend's jobs from the local store (hosted ones as last synced, no network call); "
+    "openai: ask OpenAI for the organization's jobs.",
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--after", default=None, help="Continue after this job id (paging).")
 @_json_option
 def list_cmd(backend: str, limit: int, after: str | None, as_json: bool) -> None:
-    """Jobs, newest first."""
-    with get_backend(backend) as provider:
-        page = provider.list(after=after, limit=limit)
+    """Jobs, newest first: hosted and local together."""
+    if backend == "all":
+        from tuneport.providers.registry import list_stored_jobs
+
+        rows, has_more = list_stored_jobs(after=after, limit=limit)
+    else:
+        with get_backend(backend) as provider:
+            page = provider.list(after=after, limit=limit)
+        rows, has_more = [(backend, job) for job in page.data], page.has_more
     if as_json:
-        _echo_json(page.to_api())
+        data = [{**job.to_api(), "backend": name} for name, job in rows]
+        _echo_json({"object": "list", "data": data, "has_more": has_more})
         return
     from rich.markup import escape
     from rich.table import Table
 
-    if not page.data:
-        click.echo(f"no {backend} jobs yet: start one with `tuneport train SPEC`")
+    if not rows:
+        which = "" if backend == "all" else f"{backend} "
+        click.echo(f"no {which}jobs yet: start one with `tuneport train SPEC`")
         return
     table = Table(show_edge=False)
     table.add_column("id", no_wrap=True)
+    table.add_column("backend", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("model", overflow="fold")
     table.add_column("created", no_wrap=True)
     table.add_column("fine_tuned_model / error", overflow="fold")
-    for job in page.data:
+    for name, job in rows:
         detail = job.fine_tuned_model or (f"[{job.error.code}] {job.error.message[:60]}" if job.error else "")
         status = job.status + (
             " (interrupted)" if (getattr(job, "local", None) or {}).get("interrupted") else ""
         )
         model = job.model.rstrip("/").rsplit("/", 1)[-1]  # a model folder: its name is enough here
-        table.add_row(job.id, status, escape(model), _when(job.created_at), escape(detail))
+        table.add_row(job.id, name, status, escape(model), _when(job.created_at), escape(detail))
     _console().print(table)
-    if page.has_more:
-        click.echo(f"more: tuneport jobs list --after {page.last_id}")
+    if has_more:
+        click.echo(f"more: tuneport jobs list --after {rows[-1][1].id}")
 
 
 @jobs.command("show")

@@ -15,7 +15,7 @@ from tuneport.errors import ProviderError
 if TYPE_CHECKING:
     from tuneport.providers.base import Provider
 
-__all__ = ["register_provider", "get_provider", "provider_class", "provider_names"]
+__all__ = ["register_provider", "get_provider", "provider_class", "provider_names", "list_stored_jobs"]
 
 _ENTRY_POINT_GROUP = "tuneport.providers"
 
@@ -96,3 +96,38 @@ def _load_entry_points() -> None:
         for ep in entry_points(group=_ENTRY_POINT_GROUP):
             _REGISTRY.setdefault(ep.name, ep.value)
         _entry_points_loaded = True
+
+
+def list_stored_jobs(
+    *, after: str | None = None, limit: int = 20, store: Any = None
+) -> tuple[list[tuple[str, Any]], bool]:
+    """Every backend's jobs from the local store, newest first, without a network call: local jobs as their
+    provider shows them (interrupted runners detected), hosted ones as last synced. Returns
+    ``([(backend, FineTuningJob), ...], has_more)``."""
+    from tuneport.objects import FineTuningJob
+    from tuneport.store import Store
+
+    own = store is None
+    store = store or Store()
+    try:
+        rows = store.list_jobs(after=after, limit=limit + 1)
+        local = None
+        jobs = []
+        for row in rows[:limit]:
+            if row["backend"] == "local":
+                if local is None:
+                    local = get_provider("local", store=store)
+                job = local.get(row["id"])
+            else:
+                job = FineTuningJob(
+                    id=row["id"], created_at=row.get("created_at") or 0, model=row.get("model") or "",
+                    status=row["status"], error=row.get("error"), fine_tuned_model=row.get("fine_tuned_model"),
+                    finished_at=row.get("finished_at"), trained_tokens=row.get("trained_tokens"),
+                    training_file=row.get("training_file") or "", validation_file=row.get("validation_file"),
+                    metadata=row.get("metadata"), seed=row.get("seed"), result_files=row.get("result_files") or [],
+                )  # fmt: skip
+            jobs.append((row["backend"], job))
+        return jobs, len(rows) > limit
+    finally:
+        if own:
+            store.close()

@@ -68,3 +68,34 @@ def test_pause_is_not_supported_unless_a_backend_implements_it():
 
     with pytest.raises(NotSupportedError, match="minimal"):
         Minimal().pause("job")
+
+
+def test_jobs_list_shows_hosted_and_local_jobs_together_without_a_network_call(monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from tuneport.cli.main import cli
+    from tuneport.providers.registry import list_stored_jobs
+    from tuneport.store import Store
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a network call would fail for want of a key
+    with Store() as store:
+        store.upsert_job("ftjob-hosted1", backend="openai", status="succeeded", model="gpt-4.1-mini-2025-04-14",
+                         fine_tuned_model="ft:gpt-4.1-mini-2025-04-14:org::abc", training_file="file-abc",
+                         created_at=100)  # fmt: skip
+        store.insert_job("ftjob-local1", backend="local", status="failed", model="tiny-chat",
+                         training_file="/data/train.jsonl", created_at=200,
+                         error={"code": "invalid_training_file", "message": "bad line 3", "param": None})  # fmt: skip
+        jobs, has_more = list_stored_jobs(store=store)
+    assert [(b, j.id) for b, j in jobs] == [("local", "ftjob-local1"), ("openai", "ftjob-hosted1")]
+    assert not has_more
+    result = CliRunner().invoke(cli, ["jobs", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)["data"]
+    assert [(j["backend"], j["id"], j["status"]) for j in data] == [
+        ("local", "ftjob-local1", "failed"),
+        ("openai", "ftjob-hosted1", "succeeded"),
+    ]
+    table = CliRunner().invoke(cli, ["jobs", "list"])
+    assert "ftjob-hosted1" in table.output and "openai" in table.output and "ftjob-local1" in table.output
