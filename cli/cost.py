@@ -119,6 +119,13 @@ def train_cmd(file: str, model: str, epochs: int | None, method: str, tokens_per
             if job is None:
                 raise _no_job(from_job)
             tps, tp_inputs = costs.throughput_from_job(job)
+            ran_on = (tp_inputs.get("device") or "cpu").split(":")[0]
+            if (ran_on == "cpu") != ((gpu or "cpu") == "cpu") and hourly is None:
+                raise SpecError(
+                    f"job {from_job} ran on {ran_on}: its throughput says nothing about {gpu or 'a CPU'}",
+                    hint="Price it on the hardware it ran on, or give --tokens-per-second measured on the target "
+                    "hardware (e.g. from a short run there).",
+                )
         else:
             tps, tp_inputs = costs._positive(tokens_per_second, "--tokens-per-second"), None
         local = costs.local_training_estimate(stats.billed_tokens, tps, rate, throughput_inputs=tp_inputs)

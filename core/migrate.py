@@ -116,7 +116,7 @@ def spec_from_openai_job(
     if "learning_rate_multiplier" in hyper:
         notes.append(
             "learning_rate_multiplier is kept as is: locally it scales tuneport's base learning rate "
-            "(see `tuneport spec explain`); set local.learning_rate for an absolute rate"
+            "(see docs/spec.md, and `tuneport spec check SPEC` for what it maps to); set local.learning_rate for an absolute rate"
         )
     return spec, notes
 
@@ -153,7 +153,8 @@ def import_openai_job(
             existing = [str(p) for p in (spec_path, *targets.values()) if p.exists()]
             if existing:
                 raise SpecError(
-                    f"{', '.join(existing)} already exist(s)",
+                    f"{'these files already exist' if len(existing) > 1 else 'this file already exists'}: "
+                    f"{', '.join(existing)}",
                     hint="Pick another --output folder, or pass --force to replace them.",
                 )
         out.mkdir(parents=True, exist_ok=True)

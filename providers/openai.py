@@ -663,6 +663,12 @@ class OpenAIProvider(Provider):
         store = self.store
         if store is None:
             return
+        existing = store.get_job(job.id)
+        if existing is not None and existing["backend"] != self.name:
+            # The "OpenAI" at OPENAI_BASE_URL is this machine's own `tuneport server`, sharing this store: the
+            # job is already recorded as the local job it is; a second, hosted copy under the same id would
+            # take its place.
+            return
         fields: dict[str, Any] = {
             "model": job.model,
             "fine_tuned_model": job.fine_tuned_model,

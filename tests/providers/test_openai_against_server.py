@@ -182,3 +182,17 @@ def test_train_asks_before_starting_a_paid_job(env: str, server, tmp_path: Path)
     assert job["object"] == "fine_tuning.job" and job["model"] == "tiny-chat"
     with OpenAIProvider(store=False) as provider:  # don't let it train on: the test only needed it to start
         provider.cancel(job["id"])
+
+
+def test_a_client_sharing_the_servers_home_keeps_the_job_local(server, tmp_path) -> None:
+    # `tuneport server` and a client pointed at it on the same machine share one store: the client must not
+    # record a hosted copy of the job over the server's local one (the server then lost its own job).
+    url, home = server
+    spec = load_spec(write_spec(tmp_path))
+    with Store(home / "tuneport.db") as store, OpenAIProvider(
+        base_url=url, api_key="sk-local-dummy", store=store, poll_interval=0.5
+    ) as provider:  # fmt: skip
+        job = provider.start(spec)
+        done = provider.wait(job.id, timeout=120)
+        assert done.status == "succeeded"
+        assert store.get_job(job.id)["backend"] == "local"
