@@ -111,7 +111,7 @@ def list_(as_json: bool) -> None:
 
     table = Table(box=None, pad_edge=False)
     for column in ("name", "model", "base url", "key", "kind", "job"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrap long ids and URLs rather than cut them off
     for row in rows:
         env = row["api_key_env"]
         key = "-" if env is None else f"{env} ({'set' if row['key_set'] else 'NOT set'})"
