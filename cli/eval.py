@@ -22,6 +22,7 @@ Examples:
   tuneport eval --resume evalrun-0123456789abcdef
   tuneport eval record ft:gpt-4.1-mini-2025-04-14:acme::abc heldout.jsonl --name old-ft
   tuneport eval heldout.jsonl -e recorded:old-ft -e local-ft
+  tuneport eval heldout.jsonl -e base -e my-ft --judge openai:gpt-4.1
 
 \b
 An eval spec (YAML) can give each endpoint its own system prompt:
@@ -31,6 +32,8 @@ An eval spec (YAML) can give each endpoint its own system prompt:
     - {name: ft, endpoint: my-ft, system: "Answer with JSON."}
   params: {temperature: 0, max_tokens: 256}
   graders: [json_valid, {name: json_match, fields: [category]}]
+  # a pairwise LLM judge: asks JUDGE which answer is better, in both orders
+  #   graders: [..., {name: pairwise_judge, judge: openai:gpt-4.1}]
 
 Exit status: 0 when every endpoint answered every item, 1 when the run is incomplete (resumable).
 """
@@ -107,6 +110,14 @@ def _parse_hourly(values: tuple[str, ...]) -> dict[str, Decimal] | Decimal | Non
     help='A grader (repeat): a name, or a JSON config like \'{"name": "json_match", "fields": ["a"]}\'. '
     "Default: chosen from the data.",
 )
+@click.option(
+    "--judge",
+    "judges",
+    multiple=True,
+    metavar="ENDPOINT",
+    help="Add a pairwise LLM judge (repeat for several): ENDPOINT (a saved name, openai:MODEL or URL#MODEL) is "
+    "asked which of two endpoints' answers is better, in both orders; a win counts only when both agree.",
+)
 @click.option("--temperature", type=float, default=None, help="Sampling temperature (default 0).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Longest answer, in tokens.")
 @click.option("--seed", type=int, default=None, help="Sampling seed, where the server supports one.")
@@ -145,6 +156,7 @@ def run(
     endpoints: tuple[str, ...],
     concurrency: int | None,
     graders: tuple[str, ...],
+    judges: tuple[str, ...],
     temperature: float | None,
     max_tokens: int | None,
     seed: int | None,
@@ -177,7 +189,7 @@ def run(
     result = run_eval(
         source, endpoints=endpoints, graders=grader_configs, params=params, train=train, concurrency=concurrency,
         use_cache=not no_cache, resume=resume, hourly=_parse_hourly(hourly), name=name, timeout=timeout,
-        retry=_retry(retries), progress=progress,
+        retry=_retry(retries), progress=progress, judges=judges,
     )  # fmt: skip
     if progress is not None:
         click.echo("", err=True)
@@ -227,6 +239,8 @@ def _render(run: dict[str, Any]) -> None:
         asked = session.get("asked", {}).get(label, 0)
         cached = session.get("cached", {}).get(label, 0)
         click.echo(f"{label}: {asked} asked, {cached} from the cache/recording")
+    for gid, counts in (session.get("judge") or {}).items():
+        click.echo(f"judge {gid}: {counts['asked']} asked, {counts['cached']} from the cache")
     click.echo("")
     for ep in run["endpoints"]:
         s = run["summary"][ep["name"]]
@@ -270,6 +284,23 @@ def _render(run: dict[str, Any]) -> None:
         click.echo(line)
         for w in c["warnings"]:
             click.echo(f"    ! {w}")
+    if run.get("pairwise"):
+        click.echo("\npairwise judge (a win counts only when both orders agree):")
+    for p in run.get("pairwise") or []:
+        s = p["summary"]
+        line = (f"  {p['b']} vs {p['a']} [{p['grader']}, judge {p['judge']['name']}] n={s['n']}: "
+                f"{s['wins_b']} wins, {s['ties']} ties, {s['wins_a']} losses, sign test p={s['p_value']:.3g}")  # fmt: skip
+        winner = p[s["winner"]] if s["winner"] else None
+        line += f" -> {'better: ' + winner if winner else 'no significant difference'}"
+        click.echo(line)
+        extra = [f"{s['errors']} unparseable verdicts"] if s["errors"] else []
+        if s["orders_disagree"]:
+            extra.append(
+                f"{s['orders_disagree']} ties where the verdict changed with the order (position bias)"
+            )
+        extra += [f"{n} items excluded ({why.replace('_', ' ')})" for why, n in p["excluded"].items() if n]
+        if extra:
+            click.echo(f"    ! {', '.join(extra)}")
     for w in run["warnings"]:
         click.echo(f"warning: {w}", err=True)
 

@@ -16,7 +16,8 @@ same format), per-endpoint sampling overrides, grader configs and self-hosting p
         endpoint: http://127.0.0.1:8000/v1#tiny-chat
         hourly_usd: "2.10"
     params: {temperature: 0, max_tokens: 256}
-    graders: [json_valid, {name: json_match, fields: [category]}]
+    graders: [json_valid, {name: json_match, fields: [category]},
+              {name: pairwise_judge, judge: openai:gpt-4.1}]   # an LLM judge, asked in both orders
 
 Unknown keys are errors with a suggestion (``temprature`` -> ``did you mean "temperature"?``) and the line they
 are on, so a typo never silently changes what was measured.

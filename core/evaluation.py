@@ -13,11 +13,17 @@ What a user relies on, and how it is kept:
 - **Never a silently wrong score.** An endpoint that fails mid-run leaves its finished items in place, the failed
   ones marked with their error, and the run ``incomplete`` (resumable). Errored items are counted and left out of
   *both* sides of every paired comparison, so a model is never compared on easier items than its rival.
+- **A judge that cannot be fooled by order.** A ``pairwise_judge`` grader names a judge endpoint (``--judge
+  ENDPOINT``; in a spec ``{name: pairwise_judge, judge: NAME}``, resolved like ``--endpoint``). After both
+  endpoints of a pair have answered an item, the judge is asked which answer is better in both orders, through
+  the same client, bound, retries and cache; a win counts only when both orders agree. An answer with no
+  verdict is a per-item error (never a tie); a judge that fails mid-run leaves the run incomplete (resumable).
 - **Record and replay.** :func:`record_endpoint` stores an endpoint's answers under a name; ``recorded:NAME`` then
   works wherever an endpoint does, serving those answers by item (matched by the prompt, not the line), so a
   hosted fine-tuned model can be compared after it retires.
 
-The result of :func:`run_eval` and :func:`load_run` is one plain dict (the contract with the report renderer)::
+The result of :func:`run_eval` and :func:`load_run` is one plain dict (the contract with the report renderer);
+``graders`` lists the graders that score each endpoint, pairwise judges are under ``pairwise``::
 
     {"id", "created_at", "status": "complete"|"incomplete", "dataset": {"path", "sha256", "n_items"},
      "endpoints": [{"name", "base_url", "model", "kind": "live"|"recorded", "job_id"}],
@@ -28,6 +34,10 @@ The result of :func:`run_eval` and :func:`load_run` is one plain dict (the contr
                  "tokens": {"prompt", "completion", "per_item"}, "cost": {"per_item", "per_1000", "currency",
                  "inputs"}, "errors": int}},
      "comparisons": [{"a", "b", "grader", "excluded", **PairedComparison.to_dict()}],
+     "pairwise": [{"a", "b", "grader", "judge": {"name", "base_url", "model"},
+                   "excluded": {"no_answer", "judge_failed"}, "summary": PairwiseSummary dict,
+                   "items": [{"index", "winner": "a"|"b"|"tie"|None, "error": str|None, "excluded": bool,
+                              "orders": [{"order": "a-b"|"b-a", "verdict", "raw"}], "details"}]}],
      "warnings": [str], "notes": [str], "leakage": LeakageReport dict | None}
 
 Money is computed as :class:`~decimal.Decimal` and given as a decimal string (``None`` with ``inputs["note"]``
@@ -89,9 +99,13 @@ def build_spec(
     train: str | Path | None = None,
     concurrency: int | None = None,
     name: str | None = None,
+    judges: Sequence[str] = (),
 ) -> EvalSpec:
     """An :class:`~tuneport.eval_spec.EvalSpec` from a spec file, a held-out ``.jsonl`` (then ``endpoints`` are
-    required) or a spec object, with command-line overrides applied (endpoints given here replace the spec's)."""
+    required) or a spec object, with command-line overrides applied (endpoints given here replace the spec's).
+
+    Each of ``judges`` (``--judge ENDPOINT``) adds a pairwise judge grader asking that endpoint to the graders
+    (the spec's, the ones given, or the defaults chosen from the data)."""
     from pydantic import ValidationError
 
     from tuneport.errors import SpecError
@@ -118,6 +132,16 @@ def build_spec(
         changes["endpoints"] = list(endpoints)
     if graders is not None:
         changes["graders"] = list(graders)
+    if judges:
+        current = list(changes.get("graders", spec.graders or []))
+        taken = {(g.get("id") or g.get("name")) if isinstance(g, Mapping) else g for g in current}
+        for ref in judges:
+            gid = "pairwise_judge" if len(judges) == 1 else f"pairwise_judge:{ref}"
+            while gid in taken:
+                gid += "'"
+            taken.add(gid)
+            current.append({"name": "pairwise_judge", "id": gid, "judge": ref})
+        changes["graders"] = current
     if params:
         changes["params"] = {**spec.params.model_dump(), **{k: v for k, v in params.items() if v is not None}}
     if train is not None:
@@ -166,17 +190,43 @@ def default_graders(items: Sequence[EvalItem]) -> tuple[list[dict[str, Any]], st
     )
 
 
+#: Grader config keys the runner reads itself (a pairwise judge's endpoint and sampling), not the grader.
+_RUNNER_KEYS = ("judge", "judge_params")
+
+
+def _split_grader_config(config: str | Mapping[str, Any]) -> tuple[str | dict[str, Any], str | None, Any]:
+    """(the config for :func:`~tuneport.graders.make_grader`, the judge endpoint reference, the judge's sampling
+    overrides): ``judge`` and ``judge_params`` name what the runner asks, so the grader never sees them."""
+    if not isinstance(config, Mapping):
+        return config, None, None
+    rest = {k: v for k, v in config.items() if k not in _RUNNER_KEYS}
+    return rest, config.get("judge"), config.get("judge_params")
+
+
 def _make_graders(configs: Sequence[str | Mapping[str, Any]]) -> list[Grader]:
+    """Build every grader; a pairwise judge grader must name its judge endpoint (``judge: NAME``)."""
     from tuneport.graders import make_grader
 
-    graders = [make_grader(dict(c) if isinstance(c, Mapping) else c) for c in configs]
-    for g in graders:
+    graders = []
+    for config in configs:
+        grader_config, judge, judge_params = _split_grader_config(config)
+        g = make_grader(grader_config)
         if g.kind == "pairwise":
+            if not isinstance(judge, str) or not judge.strip():
+                raise EvaluationError(
+                    f"grader {g.id!r} ({g.name}) compares two endpoints' answers with an LLM judge, but names no "
+                    "judge endpoint"
+                    + ("" if judge is None else f" (judge: {judge!r} is not an endpoint reference)"),
+                    hint="Name one: --judge ENDPOINT, or in a spec {name: pairwise_judge, judge: NAME} (a saved "
+                    "name, openai:MODEL or URL#MODEL).",
+                )
+        elif judge is not None or judge_params is not None:
             raise EvaluationError(
-                f"grader {g.id!r} ({g.name}) compares two endpoints with an LLM judge, which `tuneport eval` does "
-                "not run yet",
-                hint="Use single-output graders (exact, normalized, json_match, label, rouge_l, ...).",
+                f"grader {g.id!r} ({g.name}) grades one answer at a time and asks no judge: remove its "
+                f"{'judge' if judge is not None else 'judge_params'!r}",
+                hint="Only pairwise_judge uses a judge endpoint.",
             )
+        graders.append(g)
     ids = [g.id for g in graders]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -308,7 +358,99 @@ def _find_recording(store: Store, name: str) -> dict[str, Any]:
     )
 
 
-def _cache_key(target: _Target, messages: list[dict[str, Any]]) -> str:
+# -------------------------------------------------------------------------------------------------- the judges
+
+#: Responses of a pairwise judge are stored in the run under ``judge:["GRADER_ID", "A", "B"]`` (the endpoint
+#: column), ``sample`` 0 for the A-first order and 1 for the B-first order.
+_JUDGE_PREFIX = "judge:"
+#: A judge samples greedily unless its config says otherwise: the same question gets the same verdict, so the
+#: response cache is meaningful and a re-run reproduces the comparison.
+_JUDGE_DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.0}
+
+
+@dataclass
+class _Judge:
+    """The endpoint a pairwise judge grader asks, resolved."""
+
+    grader_id: str
+    reference: str
+    base_url: str
+    model: str
+    params: dict[str, Any]
+    chat: ChatEndpoint
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to ask it again (stored with the run, so ``--resume`` asks the same judge)."""
+        return {"reference": self.reference, "base_url": self.base_url, "model": self.model, "params": self.params,
+                "api_key_env": self.chat.api_key_env, "endpoint_kind": self.chat.kind}  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.reference, "base_url": self.base_url, "model": self.model}
+
+    @property
+    def label(self) -> str:
+        return f"judge {self.reference}"
+
+
+def _judge_label(grader_id: str, a: str, b: str) -> str:
+    return _JUDGE_PREFIX + json.dumps([grader_id, a, b], ensure_ascii=False)
+
+
+def _resolve_judges(configs: Sequence[str | Mapping[str, Any]], store: Store) -> dict[str, _Judge]:
+    """The judge endpoint of every pairwise grader, resolved exactly like ``--endpoint`` (a saved name,
+    ``openai:MODEL`` or ``URL#MODEL``); a recording cannot judge (it only has answers to the dataset's items)."""
+    from pydantic import ValidationError
+
+    from tuneport.eval_spec import SamplingParams
+    from tuneport.inference import EndpointError, resolve_endpoint
+
+    graders = _make_graders(configs)
+    judges: dict[str, _Judge] = {}
+    for g, config in zip(graders, configs, strict=True):
+        if g.kind != "pairwise":
+            continue
+        _, ref, overrides = _split_grader_config(config)
+        assert isinstance(ref, str)
+        ref = ref.strip()
+        if ref.startswith(RECORDED_PREFIX):
+            raise EndpointError(
+                f"grader {g.id!r}: the judge {ref!r} is a recording, which can only replay answers to the dataset",
+                hint="Name a live judge endpoint: a saved name, openai:MODEL or URL#MODEL.",
+            )
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise EvaluationError(f"grader {g.id!r}: judge_params must be a mapping, got {overrides!r}")
+        try:
+            sampling = SamplingParams(**{**_JUDGE_DEFAULT_PARAMS, **(overrides or {})})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'judge_params'}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise EvaluationError(
+                f"grader {g.id!r}: invalid judge_params ({problems})",
+                hint="judge_params takes temperature, max_tokens, seed, stop and top_p.",
+            ) from None
+        chat = resolve_endpoint(ref, store=store)
+        judges[g.id] = _Judge(g.id, ref, chat.base_url, chat.model, sampling.body(), chat)
+    return judges
+
+
+def _judges_from_config(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, _Judge]:
+    from tuneport.inference import ChatEndpoint
+
+    judges = {}
+    for gid, c in configs.items():
+        chat = ChatEndpoint(name=c["reference"], base_url=c["base_url"], model=c["model"],
+                            api_key_env=c.get("api_key_env"), kind=c.get("endpoint_kind") or "url")  # fmt: skip
+        judges[gid] = _Judge(
+            gid, c["reference"], c["base_url"], c["model"], dict(c.get("params") or {}), chat
+        )
+    return judges
+
+
+def _cache_key(target: _Target | _Judge, messages: list[dict[str, Any]]) -> str:
+    """The response cache key: the endpoint (base URL + model), the sampling parameters and the exact messages.
+    Endpoints under evaluation and judges share the key space: the same request has the same answer."""
     blob = orjson.dumps(
         {"base_url": target.base_url, "model": target.model, "params": target.params, "messages": messages},
         option=orjson.OPT_SORT_KEYS,
@@ -351,8 +493,9 @@ class _ResponseWriter:
         prompt_tokens: int | None,
         completion_tokens: int | None,
         error: Any,
+        sample: int = 0,
     ) -> None:
-        self.rows.append({"eval_run_id": self.run_id, "endpoint": target, "item_index": index,
+        self.rows.append({"eval_run_id": self.run_id, "endpoint": target, "item_index": index, "sample": sample,
                           "cache_key": cache_key, "request": request, "response": response,
                           "latency_ms": latency_ms, "prompt_tokens": prompt_tokens,
                           "completion_tokens": completion_tokens, "error": error})  # fmt: skip
@@ -574,6 +717,172 @@ def _replay(store: Store, writer: _ResponseWriter, target: _Target, items: Seque
                    row["latency_ms"], row["prompt_tokens"], row["completion_tokens"], None)  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------------------ the judge
+
+
+@dataclass
+class _JudgeCall:
+    """One judge request: a pair's item in one order (``sample`` 0: A shown first, 1: B shown first)."""
+
+    label: str
+    index: int
+    sample: int
+    key: str
+    messages: list[dict[str, Any]]
+    request: dict[str, Any]
+
+
+def _outputs(store: Store, run_id: str, labels: Sequence[str]) -> dict[str, dict[int, str]]:
+    """Every endpoint's answered outputs in this run, by item index (errored and textless answers left out)."""
+    out: dict[str, dict[int, str]] = {label: {} for label in labels}
+    for r in store.list_responses(run_id):
+        if r["endpoint"] in out and r["sample"] == 0 and r["error"] is None:
+            text, _ = _response_text(r["response"])
+            if text is not None:
+                out[r["endpoint"]][r["item_index"]] = text
+    return out
+
+
+def _judge_rows(store: Store, run_id: str) -> dict[tuple[str, int, int], dict[str, Any]]:
+    return {
+        (r["endpoint"], r["item_index"], r["sample"]): r
+        for r in store.list_responses(run_id)
+        if str(r["endpoint"]).startswith(_JUDGE_PREFIX)
+    }
+
+
+def _judge_messages(grader: Any, item: EvalItem, first: str, second: str) -> list[dict[str, Any]]:
+    return grader.build_messages(first, second, item={"messages": item.prompt}, reference=item.reference)
+
+
+def _judge_pairs(
+    store: Store,
+    run_id: str,
+    labels: Sequence[str],
+    items: Sequence[EvalItem],
+    graders: Sequence[Grader],
+    judges: Mapping[str, _Judge],
+    *,
+    concurrency: int,
+    use_cache: bool,
+    retry: RetryPolicy | None,
+    timeout: float | None,
+    progress: Progress | None,
+) -> dict[str, dict[str, int]]:
+    """Ask every pairwise judge about every pair of endpoints on every item both answered, in both orders.
+
+    Only what the run does not have yet is asked: a stored verdict for the same messages is kept, the cache
+    (any run) is used next, and the rest goes to the judge endpoint through the same client, concurrency bound
+    and retries as the endpoints themselves. Returns ``{grader_id: {"asked", "cached"}}``.
+    """
+    pairwise = [g for g in graders if g.kind == "pairwise"]
+    if not pairwise or len(labels) < 2:
+        return {}
+    outputs = _outputs(store, run_id, labels)
+    have = _judge_rows(store, run_id)
+    stats: dict[str, dict[str, int]] = {}
+    writer = _ResponseWriter(store, run_id)
+    try:
+        for g in pairwise:
+            judge = judges[g.id]
+            to_ask: list[_JudgeCall] = []
+            hits = 0
+            for i, a in enumerate(labels):
+                for b in labels[i + 1 :]:
+                    label = _judge_label(g.id, a, b)
+                    for item in items:
+                        out_a, out_b = outputs[a].get(item.index), outputs[b].get(item.index)
+                        if out_a is None or out_b is None or out_a == out_b:
+                            continue  # excluded, or a tie the grader decides without asking
+                        orders = (
+                            _judge_messages(g, item, out_a, out_b),
+                            _judge_messages(g, item, out_b, out_a),
+                        )
+                        for sample, messages in enumerate(orders):
+                            key = _cache_key(judge, messages)
+                            row = have.get((label, item.index, sample))
+                            if row is not None and row["error"] is None and row["cache_key"] == key:
+                                continue
+                            request = {"judge": g.id, "a": a, "b": b, "order": ("a-b", "b-a")[sample],
+                                       "item_key": item.key, "params": judge.params}  # fmt: skip
+                            cached = store.find_cached_response(key) if use_cache else None
+                            text = _response_text(cached["response"])[0] if cached is not None else None
+                            if cached is not None and text is not None:
+                                hits += 1
+                                writer.add(label, item.index, key, request,
+                                           {"text": text, "finish_reason": _response_text(cached["response"])[1],
+                                            "model": (cached["response"] or {}).get("model"),
+                                            "cached_from": cached["eval_run_id"]},
+                                           cached["latency_ms"], cached["prompt_tokens"],
+                                           cached["completion_tokens"], None, sample=sample)  # fmt: skip
+                                continue
+                            to_ask.append(_JudgeCall(label, item.index, sample, key, messages, request))
+            writer.flush()
+            stats[g.id] = {"asked": len(to_ask), "cached": hits}
+            if to_ask:
+                _check_key(judge)
+                _run_async(
+                    lambda j=judge, w=to_ask: _ask_judge(j, w, writer, concurrency, retry, timeout, progress)
+                )
+                writer.flush()
+    finally:
+        writer.flush()
+    return stats
+
+
+async def _ask_judge(
+    judge: _Judge,
+    work: list[_JudgeCall],
+    writer: _ResponseWriter,
+    concurrency: int,
+    retry: RetryPolicy | None,
+    timeout: float | None,
+    progress: Progress | None,
+) -> None:
+    """Ask the judge ``work``; like :func:`_ask`, a judge that fails ``_BREAKER`` requests in a row is given up on
+    and the rest is marked not asked (the run is then incomplete, and re-running asks only those)."""
+    from tuneport.inference import InferenceClient
+
+    queue = list(reversed(work))
+    total = len(work)
+    state: dict[str, Any] = {"done": 0, "fails": 0, "last": None, "broken": False}
+    kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    name = f"judge {judge.grader_id}"
+
+    async def worker(client: InferenceClient) -> None:
+        while queue and not state["broken"]:
+            call = queue.pop()
+            try:
+                result = await client.chat(judge.chat, call.messages, **kwargs, **judge.params)
+            except TuneportError as exc:
+                state["fails"] += 1
+                state["last"] = exc
+                writer.add(call.label, call.index, call.key, call.request, None, None, None, None, _error_dict(exc),
+                           sample=call.sample)  # fmt: skip
+                if state["fails"] >= _BREAKER:
+                    state["broken"] = True
+            else:
+                state["fails"] = 0
+                usage = result.usage
+                writer.add(call.label, call.index, call.key, call.request,
+                           {"text": result.text, "finish_reason": result.finish_reason, "model": result.model},
+                           round(result.latency_ms, 3), usage.prompt_tokens, usage.completion_tokens, None,
+                           sample=call.sample)  # fmt: skip
+            state["done"] += 1
+            if progress is not None:
+                progress(name, state["done"], total)
+
+    async with InferenceClient(concurrency=concurrency, retry=retry) as client:
+        await asyncio.gather(*(worker(client) for _ in range(min(concurrency, total))))
+    if state["broken"]:
+        last = state["last"]
+        reason = last.message if isinstance(last, TuneportError) else str(last)
+        for call in queue:
+            writer.add(call.label, call.index, call.key, call.request, None, None, None, None,
+                       {"type": "NotAsked", "message": f"not asked: the judge {judge.reference} failed {_BREAKER} "
+                        f"requests in a row (last error: {reason})"}, sample=call.sample)  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------- the runs
 
 
@@ -589,12 +898,17 @@ def run_eval(
     resume: str | None = None,
     hourly: Mapping[str, Decimal] | Decimal | None = None,
     name: str | None = None,
+    judges: Sequence[str] = (),
     store: Store | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Evaluate endpoints on a held-out dataset and return the run dict (see the module docstring).
+
+    ``judges`` (endpoint references, like ``endpoints``) each add a pairwise LLM judge grader: after both
+    endpoints of a pair have answered an item, the judge is asked which answer is better, in both orders, and a
+    win counts only when both orders agree (``result["pairwise"]``). Judge answers are cached like any other.
 
     ``spec`` is an :class:`~tuneport.eval_spec.EvalSpec`, a spec file, or a held-out ``.jsonl`` (then
     ``endpoints`` name what to evaluate). Re-running the same evaluation continues an unfinished run of it;
@@ -622,6 +936,7 @@ def run_eval(
                 spec_obj = spec_obj.model_copy(update={"concurrency": concurrency})
             items, sha = load_items(spec_obj.dataset)
             _check_same_dataset(row, sha)
+            stored_judges = config.get("judges")
             targets = _targets_from_config(config["targets"], store)
             for t in targets:  # a price given now applies where the run had none
                 if t.hourly is None and isinstance(hourly, Decimal):
@@ -633,15 +948,23 @@ def run_eval(
             if spec is None:
                 raise EvaluationError("run_eval needs a spec, a spec file or a dataset")
             spec_obj = build_spec(spec, endpoints=endpoints, graders=graders, params=params, train=train,
-                                  concurrency=concurrency, name=name)  # fmt: skip
+                                  concurrency=concurrency, name=name, judges=judges)  # fmt: skip
             targets = _resolve_targets(spec_obj, store, hourly)
             items, sha = load_items(spec_obj.dataset)
             run_id = None
+            stored_judges = None
         grader_configs, note = _grader_configs(spec_obj, items)
-        _make_graders(grader_configs)  # a bad grader config fails here, before any request
+        graders_now = _make_graders(grader_configs)  # a bad grader config fails here, before any request
+        if stored_judges and set(stored_judges) == {g.id for g in graders_now if g.kind == "pairwise"}:
+            judges_now = _judges_from_config(
+                stored_judges
+            )  # --resume asks the judge the run was started with
+        else:
+            judges_now = _resolve_judges(grader_configs, store)
         leakage = _leakage(spec_obj, targets, store)
         config = {"spec": spec_obj.model_dump(mode="json"), "targets": [t.config() for t in targets],
-                  "graders": grader_configs, "grader_note": note}  # fmt: skip
+                  "graders": grader_configs, "grader_note": note,
+                  "judges": {gid: j.config() for gid, j in judges_now.items()}}  # fmt: skip
         fingerprint = _run_fingerprint(sha, targets, "eval")
         if run_id is None:
             run_id = _unfinished_run(store, fingerprint)
@@ -668,14 +991,23 @@ def run_eval(
         meta["timing"] = timing
         meta["last_session"] = {"asked": collected.asked, "cached": collected.cached}
         store.update_eval_run(run_id, metadata=meta)
+        judged = _judge_pairs(store, run_id, [t.label for t in targets], items, graders_now, judges_now,
+                              concurrency=spec_obj.concurrency, use_cache=use_cache, retry=retry, timeout=timeout,
+                              progress=progress)  # fmt: skip
+        if judged:
+            meta["last_session"]["judge"] = judged
+            store.update_eval_run(run_id, metadata=meta)
         result = _assemble(store, run_id, items=items)
         store.update_eval_run(
             run_id, status=result["status"], finished_at=int(time.time()),
             summary={"summary": result["summary"], "comparisons": result["comparisons"],
+                     "pairwise": [{k: v for k, v in p.items() if k != "items"} for p in result["pairwise"]],
                      "warnings": result["warnings"]},
         )  # fmt: skip
         result["session"] = {"asked": collected.asked, "cached": collected.cached,
                              "wall_s": {k: v.wall_s for k, v in collected.timing.items()}}  # fmt: skip
+        if judged:
+            result["session"]["judge"] = judged
         return result
     finally:
         if own:
@@ -712,9 +1044,22 @@ def _targets_from_config(configs: Sequence[Mapping[str, Any]], store: Store) -> 
 
 
 def _grader_configs(spec: EvalSpec, items: Sequence[EvalItem]) -> tuple[list[Any], str | None]:
-    if spec.graders:
-        return [dict(g) if isinstance(g, Mapping) else g for g in spec.graders], None
+    """The run's grader configs. A pairwise judge compares endpoints but scores none of them, so when every
+    grader given is a judge, the graders chosen from the data are added in front (and the run says so)."""
+    from tuneport.graders import GRADERS
+
+    given = [dict(g) if isinstance(g, Mapping) else g for g in spec.graders or []]
+
+    def pairwise(config: Any) -> bool:
+        name = config.get("name") if isinstance(config, Mapping) else config
+        cls = GRADERS.get(name) if isinstance(name, str) else None
+        return cls is not None and cls.kind == "pairwise"
+
+    if given and not all(pairwise(c) for c in given):
+        return given, None
     configs, why = default_graders(items)
+    if given:
+        return configs + given, f"only a pairwise judge was given, so its endpoints are also scored: {why}"
     return configs, f"no graders were given: {why}"
 
 
@@ -790,7 +1135,8 @@ def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = N
         _check_same_dataset(row, sha)
     targets = config["targets"]
     labels = [t["name"] for t in targets]
-    graders = _make_graders(config["graders"])
+    all_graders = _make_graders(config["graders"])
+    graders = [g for g in all_graders if g.kind != "pairwise"]
     responses: dict[str, dict[int, dict[str, Any]]] = {label: {} for label in labels}
     for r in store.list_responses(run_id):
         if r["endpoint"] in responses and r["sample"] == 0:
@@ -865,6 +1211,11 @@ def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = N
                     {"a": a, "b": b, "grader": g.id, "excluded": excluded, **comparison.to_dict()}
                 )
 
+    pairwise, judged_all = _pairwise_results(
+        store, run_id, items, labels, out_items, [g for g in all_graders if g.kind == "pairwise"],
+        config.get("judges") or {}, warnings,
+    )  # fmt: skip
+
     leakage = meta.get("leakage")
     if leakage and leakage.get("leaked"):
         warnings.append(
@@ -873,7 +1224,7 @@ def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = N
             f"{leakage.get('source', leakage['reference']['path'])}): their scores measure memory, not skill"
         )
     notes = [config["grader_note"]] if config.get("grader_note") else []
-    status = "complete" if all(all(v) for v in ok.values()) else "incomplete"
+    status = "complete" if all(all(v) for v in ok.values()) and judged_all else "incomplete"
     return {
         "id": run_id,
         "name": row.get("name"),
@@ -886,10 +1237,134 @@ def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = N
         "items": out_items,
         "summary": summary,
         "comparisons": comparisons,
+        "pairwise": pairwise,
         "warnings": warnings,
         "notes": notes,
         "leakage": leakage,
     }
+
+
+class _NoVerdict(Exception):
+    """The run holds no usable judge answer for one order of one item (never asked, or the request failed)."""
+
+
+def _pairwise_results(
+    store: Store,
+    run_id: str,
+    items: Sequence[EvalItem],
+    labels: Sequence[str],
+    out_items: Sequence[Mapping[str, Any]],
+    graders: Sequence[Grader],
+    judges: Mapping[str, Mapping[str, Any]],
+    warnings: list[str],
+) -> tuple[list[dict[str, Any]], bool]:
+    """The pairwise judge's verdicts from the stored judge answers, decided by the grader itself (a win only when
+    both orders agree); returns (the run dict's ``pairwise`` entries, whether every verdict the run needs is
+    there). Items where either endpoint has no answer are excluded and counted; an answer with no parseable
+    verdict is a per-item error, never a tie; a judge request that failed leaves the run incomplete."""
+    from tuneport.graders import summarize_pairwise
+
+    if not graders or len(labels) < 2:
+        return [], True
+    rows = _judge_rows(store, run_id)
+    complete = True
+    entries: list[dict[str, Any]] = []
+    for g in graders:
+        jcfg = judges.get(g.id) or {}
+        judge_view = {
+            "name": jcfg.get("reference"),
+            "base_url": jcfg.get("base_url"),
+            "model": jcfg.get("model"),
+        }
+        jkey = _judge_key_fn(jcfg)
+        for i, a in enumerate(labels):
+            for b in labels[i + 1 :]:
+                label = _judge_label(g.id, a, b)
+                results = []
+                item_rows: list[dict[str, Any]] = []
+                excluded = {"no_answer": 0, "judge_failed": 0}
+                for item, out in zip(items, out_items, strict=True):
+                    ra, rb = out["results"][a], out["results"][b]
+                    missing = [x for x, r in ((a, ra), (b, rb)) if r["output"] is None]
+                    if missing:
+                        excluded["no_answer"] += 1
+                        item_rows.append({"index": item.index, "winner": None, "excluded": True, "orders": [],
+                                          "error": f"excluded: no answer from {' and '.join(missing)}"})  # fmt: skip
+                        continue
+                    first = _judge_messages(g, item, ra["output"], rb["output"])
+                    stored = _stored_judge(rows, label, item.index, first, jkey)
+                    try:
+                        res = g.compare(ra["output"], rb["output"], item={"messages": item.prompt},  # type: ignore[attr-defined]
+                                        reference=item.reference, judge=stored)  # fmt: skip
+                    except _NoVerdict as exc:
+                        excluded["judge_failed"] += 1
+                        complete = False
+                        item_rows.append({"index": item.index, "winner": None, "excluded": True, "orders": [],
+                                          "error": str(exc)})  # fmt: skip
+                        continue
+                    results.append(res)
+                    item_rows.append({
+                        "index": item.index, "winner": res.winner, "excluded": False,
+                        "error": None if res.error is None else f"unparseable judge output: {res.error}",
+                        "orders": [{"order": order, "verdict": verdict, "raw": raw}
+                                   for order, verdict, raw in zip(("a-b", "b-a"), res.verdicts, res.raw, strict=True)],
+                        "details": res.details,
+                    })  # fmt: skip
+                summary = summarize_pairwise(results).to_dict()
+                entries.append({"a": a, "b": b, "grader": g.id, "judge": judge_view, "excluded": excluded,
+                                "summary": summary, "items": item_rows})  # fmt: skip
+                what = f"{a} vs {b} ({g.id})"
+                if excluded["judge_failed"]:
+                    warnings.append(
+                        f"{what}: the judge gave no verdict on {excluded['judge_failed']} items (its requests failed "
+                        f"or were not made); they are left out. Resume with `tuneport eval --resume {run_id}`."
+                    )
+                if summary["errors"]:
+                    warnings.append(
+                        f"{what}: the judge's answer had no parseable verdict ([[A]], [[B]] or [[C]]) on "
+                        f"{summary['errors']} of {summary['n']} items; they count as errors, not ties"
+                    )
+    return entries, complete
+
+
+def _stored_judge(
+    rows: Mapping[tuple[str, int, int], Mapping[str, Any]],
+    label: str,
+    index: int,
+    first: list[dict[str, Any]],
+    key: Callable[[list[dict[str, Any]]], str],
+) -> Callable[[list[dict[str, Any]]], str]:
+    """A judge callable that answers from the run's stored judge responses (so the grader's own ``compare``
+    decides the verdict, for a finished run and for :func:`load_run` alike). A stored answer counts only if it
+    was given to exactly these messages (same outputs, same prompt, same judge)."""
+
+    def judge(messages: list[dict[str, Any]]) -> str:
+        row = rows.get((label, index, 0 if messages == first else 1))
+        if row is None or row["cache_key"] != key(messages):
+            raise _NoVerdict("no judge verdict: the judge was not asked (the run stopped before this item)")
+        if row["error"] is not None:
+            err = row["error"]
+            raise _NoVerdict(
+                "judge request failed: " + (err.get("message") if isinstance(err, dict) else str(err))
+            )
+        text, _ = _response_text(row["response"])
+        if text is None:
+            raise _NoVerdict("the stored judge response has no text")
+        return text
+
+    return judge
+
+
+def _judge_key_fn(config: Mapping[str, Any]) -> Callable[[list[dict[str, Any]]], str]:
+    """The cache key of a judge request, from the judge as the run stored it."""
+    from tuneport.inference import ChatEndpoint
+
+    chat = ChatEndpoint(name=str(config.get("reference")), base_url=str(config.get("base_url")),
+                        model=str(config.get("model")))  # fmt: skip
+    judge = _Judge(
+        "", str(config.get("reference")), chat.base_url, chat.model, dict(config.get("params") or {}), chat
+    )
+    return lambda messages: _cache_key(judge, messages)
 
 
 def _count(errors: Any) -> str:

@@ -245,6 +245,68 @@ def _disagreement(item: Mapping[str, Any], endpoints: Sequence[str], graders: Se
     return why
 
 
+def pairwise_verdict(entry: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+    """One judged item in words: who the judge preferred (in both orders), a tie and why, or the error."""
+    winner = row.get("winner")
+    if winner in ("a", "b"):
+        return f"{entry.get(winner)} better (both orders agree)"
+    if winner == "tie":
+        details = row.get("details") or {}
+        why = (
+            " (the orders disagree)"
+            if details.get("orders_disagree")
+            else " (identical answers)"
+            if details.get("shortcut")
+            else ""
+        )
+        return "tie" + why
+    return f"no verdict: {row.get('error') or 'unknown error'}"
+
+
+def pairwise_orders(entry: Mapping[str, Any], row: Mapping[str, Any]) -> list[str]:
+    """The judge's verdict in each order (A shown first, then B shown first), as endpoint names."""
+    orders = [o for o in row.get("orders") or [] if isinstance(o, Mapping)]
+    if not orders:
+        return ["", ""]
+    names = {"a": entry.get("a"), "b": entry.get("b"), "tie": "tie"}
+    return [str(names.get(o.get("verdict"), "no verdict")) for o in orders[:2]] + [""] * (2 - len(orders[:2]))
+
+
+def pairwise_sentence(entry: Mapping[str, Any]) -> str:
+    """Wins / ties / losses of the second endpoint against the first, the sign test and its verdict."""
+    s = entry.get("summary") or {}
+    a, b = entry.get("a"), entry.get("b")
+    won = winner_name(entry, s.get("winner"))
+    p = fmt_p(s.get("p_value"))
+    verdict = (
+        f"{won} is preferred significantly more often" if won else "no significant difference at alpha = 0.05"
+    )
+    return (
+        f"{b} wins {s.get('wins_b')}, ties {s.get('ties')}, loses {s.get('wins_a')} against {a} "
+        f"(win rate with half ties {fmt_pct(s.get('win_rate_b'))}); exact sign test on the wins: "
+        f"p {p if p.startswith('<') else '= ' + p}: {verdict}"
+    )
+
+
+def pairwise_notes(entry: Mapping[str, Any]) -> list[str]:
+    """What the pairwise numbers leave out or count as ties, in words."""
+    s = entry.get("summary") or {}
+    notes = []
+    if s.get("orders_disagree"):
+        notes.append(f"the judge's verdict changed with the order of the answers on {s['orders_disagree']} items "
+                     "(position bias): counted as ties")  # fmt: skip
+    if s.get("errors"):
+        notes.append(
+            f"{s['errors']} items have no parseable verdict: errors, counted neither as wins nor ties"
+        )
+    ex = entry.get("excluded") or {}
+    if ex.get("no_answer"):
+        notes.append(f"{ex['no_answer']} items left out: an endpoint has no answer")
+    if ex.get("judge_failed"):
+        notes.append(f"{ex['judge_failed']} items left out: the judge's request failed or was not made")
+    return notes
+
+
 def _leakage_flagged(leakage: Mapping[str, Any]) -> bool:
     for key in ("detected", "found", "flagged"):
         if key in leakage and isinstance(leakage[key], bool):
@@ -319,9 +381,22 @@ def build_report_model(
     endpoints = [ep["name"] for ep in run["endpoints"]]
     graders = _grader_ids(run)
     summary = run.get("summary") or {}
+    pairwise = [dict(p) for p in run.get("pairwise") or [] if isinstance(p, Mapping)]
+    judged: dict[Any, list[dict[str, Any]]] = {}
+    for entry in pairwise:
+        for row in entry.get("items") or []:
+            if isinstance(row, Mapping):
+                judged.setdefault(row.get("index"), []).append({
+                    "title": f"{entry.get('b')} vs {entry.get('a')} ({entry.get('grader')})",
+                    "verdict": pairwise_verdict(entry, row),
+                    "preferred": winner_name(entry, row.get("winner")),
+                    "error": bool(row.get("error")) and not row.get("excluded"),
+                })  # fmt: skip
     items: list[dict[str, Any]] = []
     for pos, item in enumerate(run["items"]):
         why = _disagreement(item, endpoints, graders) if len(endpoints) > 1 else []
+        verdicts = judged.get(item.get("index", pos), [])
+        why += [f"judge prefers {v['preferred']}" for v in verdicts if v["preferred"]]
         items.append({
             "index": item.get("index", pos),
             "question": last_user_turn(item.get("prompt")),
@@ -329,6 +404,7 @@ def build_report_model(
             "disagree": bool(why),
             "disagree_on": why,
             "results": {ep: dict((item.get("results") or {}).get(ep) or {}) for ep in endpoints},
+            "judged": verdicts,
         })  # fmt: skip
 
     scores = []
@@ -380,6 +456,7 @@ def build_report_model(
         "leakage": run.get("leakage"),
         "scores": scores,
         "comparisons": [dict(c) for c in run.get("comparisons") or [] if isinstance(c, Mapping)],
+        "pairwise": pairwise,
         "labels": labels,
         "latency": {ep: (summary.get(ep) or {}).get("latency") for ep in endpoints},
         "latencies": latencies,
@@ -518,6 +595,28 @@ def _md_comparison(c: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _md_pairwise(entry: Mapping[str, Any]) -> list[str]:
+    s = entry.get("summary") or {}
+    judge = entry.get("judge") or {}
+    lines = [
+        f"### {md_cell(entry.get('b'))} vs {md_cell(entry.get('a'))} on {md_cell(entry.get('grader'))} "
+        f"(judge {md_cell(judge.get('name'))}, n = {md_cell(s.get('n'))})",
+        "",
+        f"- {md_cell(pairwise_sentence(entry))}",
+    ]
+    lines += [f"- {md_cell(n)}" for n in pairwise_notes(entry)]
+    lines.append("")
+    rows = [r for r in entry.get("items") or [] if isinstance(r, Mapping)]
+    shown = rows[:_MD_MAX_ITEMS]
+    if shown:
+        lines += [f"Per-item verdicts ({len(shown)} of {len(rows)} items" + (", the HTML report has all" if len(rows) > len(shown) else "") + "):", ""]  # fmt: skip
+        lines += _md_table(
+            ("item", "verdict", "with A shown first", "with B shown first"),
+            ([r.get("index"), pairwise_verdict(entry, r), *pairwise_orders(entry, r)] for r in shown),
+        )
+    return lines
+
+
 def _md_grade(grade: Any) -> str:
     v = _verdict(grade)
     if v == "none":
@@ -565,6 +664,13 @@ def render_markdown(model: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         ]
         for c in model["comparisons"]:
             lines += _md_comparison(c)
+
+    if model["pairwise"]:
+        lines += ["## Pairwise judge", "",
+                  "An LLM judge compared the answers of each pair of endpoints item by item, asked in both orders; "
+                  "a win counts only when both orders agree, anything else is a tie.", ""]  # fmt: skip
+        for entry in model["pairwise"]:
+            lines += _md_pairwise(entry)
 
     if model["labels"]:
         lines += ["## Label metrics", ""]
@@ -695,6 +801,8 @@ def render_markdown(model: Mapping[str, Any], plots: Mapping[str, str]) -> str:
                     lines += [f"request failed: {md_cell(res['error'])}", ""]
                 else:
                     lines += [md_code(as_text(res.get("output"))), ""]
+            for v in it.get("judged") or []:
+                lines += [f"**judge** {md_cell(v['title'])}: {md_cell(v['verdict'])}", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

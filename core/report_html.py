@@ -27,6 +27,10 @@ from tuneport.report import (
     fmt_pct,
     fmt_signed,
     mcnemar_sentence,
+    pairwise_notes,
+    pairwise_orders,
+    pairwise_sentence,
+    pairwise_verdict,
     word_diff,
 )
 
@@ -187,6 +191,39 @@ def _comparison(c: Mapping[str, Any]) -> str:
     return "".join(out) + "</ul></div>"
 
 
+def _pairwise(entry: Mapping[str, Any]) -> str:
+    """One pair's judge summary and its per-item verdicts (every value escaped)."""
+    s = entry.get("summary") or {}
+    judge = entry.get("judge") or {}
+    klass = "win" if s.get("winner") else "nowin"
+    out = [
+        f'<div class="comparison"><h3>{esc(entry.get("b"))} vs {esc(entry.get("a"))} on '
+        f"<code>{esc(entry.get('grader'))}</code> (judge <code>{esc(judge.get('name'))}</code>, "
+        f"n = {esc(s.get('n'))})</h3><ul>",
+        f'<li class="verdict {klass}">{esc(pairwise_sentence(entry))}</li>',
+    ]
+    out += [f'<li class="cw">&#9888; {esc(n)}</li>' for n in pairwise_notes(entry)]
+    out.append("</ul>")
+    rows = [r for r in entry.get("items") or [] if isinstance(r, Mapping)]
+    if rows:
+        body = []
+        for r in rows:
+            cells = [r.get("index"), pairwise_verdict(entry, r), *pairwise_orders(entry, r)]
+            klass = ' class="err"' if r.get("error") else ""
+            body.append(
+                f'<tr{klass}><td><a href="#item-{esc(r.get("index"))}">{esc(cells[0])}</a></td>'
+                + "".join(f"<td>{esc(c)}</td>" for c in cells[1:])
+                + "</tr>"
+            )
+        out.append(
+            "<details><summary>per-item verdicts</summary><table><thead><tr><th>item</th><th>verdict</th>"
+            "<th>with A shown first</th><th>with B shown first</th></tr></thead><tbody>"
+            + "".join(body)
+            + "</tbody></table></details>"
+        )
+    return "".join(out) + "</div>"
+
+
 def _labels(entry: Mapping[str, Any]) -> str:
     m = entry["metrics"]
     rows = [[lbl, fmt_num(v.get("precision")), fmt_num(v.get("recall")), fmt_num(v.get("f1")), v.get("support")]
@@ -253,12 +290,16 @@ def _item(it: Mapping[str, Any], endpoints: list[str], graders: list[str]) -> st
             f'<div class="col"><strong>{esc(ep)}</strong> <span class="meta">{esc(", ".join(facts))}</span>'
             f"<div>{badges}</div>{body}</div>"
         )
+    judged = "".join(
+        f'<div class="label{" err" if v["error"] else ""}">judge: {esc(v["title"])}: {esc(v["verdict"])}</div>'
+        for v in it.get("judged") or []
+    )
     return (
         f'<section class="item" id="item-{esc(it["index"])}" data-disagree="{1 if it["disagree"] else 0}">'
         f"<h3>Item {esc(it['index'])}{tag}</h3>"
         f'<div class="label">prompt (last user turn)</div><pre>{esc(it["question"])}</pre>'
         f'<div class="label">reference</div><pre>{esc(it["reference"])}</pre>'
-        f'<div class="cols">{"".join(cols)}</div></section>'
+        f'<div class="cols">{"".join(cols)}</div>{judged}</section>'
     )
 
 
@@ -278,10 +319,11 @@ def render_html(model: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
         + f" &middot; dataset <code>{esc(ds.get('path'))}</code> ({esc(ds.get('n_items'))} items, sha256 "
         f"<code>{esc(str(ds.get('sha256') or '')[:12])}</code>)</div>",
     ]
-    sections = [("scores", "Scores"), ("comparisons", "Paired comparisons"), ("labels", "Label metrics"),
+    sections = [("scores", "Scores"), ("comparisons", "Paired comparisons"), ("pairwise", "Pairwise judge"),
+                ("labels", "Label metrics"),
                 ("latency", "Latency"), ("loss", "Training loss"), ("costs", "Costs"), ("items", "Items")]  # fmt: skip
     present = {"scores", "latency", "items"} | {
-        k for k in ("comparisons", "labels", "loss", "costs") if model[k]
+        k for k in ("comparisons", "pairwise", "labels", "loss", "costs") if model.get(k)
     }
     parts.append("<nav>" + "".join(f'<a href="#{k}">{t}</a>' for k, t in sections if k in present) + "</nav>")
 
@@ -323,6 +365,12 @@ def render_html(model: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
         parts.append('<h2 id="comparisons">Paired comparisons</h2><p class="meta">Differences are the second endpoint '
                      "minus the first, on the same items. A winner is named only when the test is significant.</p>")  # fmt: skip
         parts += [_comparison(c) for c in model["comparisons"]]
+
+    if model.get("pairwise"):
+        parts.append('<h2 id="pairwise">Pairwise judge</h2><p class="meta">An LLM judge compared the answers of each '
+                     "pair of endpoints item by item, asked in both orders; a win counts only when both orders agree, "
+                     "anything else is a tie. A winner is named only when the sign test is significant.</p>")  # fmt: skip
+        parts += [_pairwise(e) for e in model["pairwise"]]
 
     if model["labels"]:
         parts.append('<h2 id="labels">Label metrics</h2>')

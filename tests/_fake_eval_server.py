@@ -1,6 +1,9 @@
 """A loopback OpenAI-compatible chat server with deterministic answers per model, for evaluation tests.
 
 ``answers[model][last user message] -> answer``; a model without an entry for a prompt answers ``"?"``.
+``judges[model] = mode`` makes a model a pairwise judge reading the default judge prompt: ``"reference"`` prefers
+the answer that equals the reference (``[[A]]`` / ``[[B]]``, ``[[C]]`` when neither or both do), ``"first"``
+always says ``[[A]]`` (pure position bias), ``"unparseable"`` answers with no verdict.
 ``fail_after = N`` makes every request after the N-th answer HTTP 500 (an endpoint dying mid-run);
 ``fail_models`` limits that to some models. ``requests`` counts the requests received, per model.
 """
@@ -16,9 +19,29 @@ import orjson
 from aiohttp import web
 
 
+def _between(text: str, start: str, end: str) -> str | None:
+    head, found, rest = text.partition(start)
+    return rest.partition(end)[0] if found else None
+
+
+def _judge(mode: str, prompt: str) -> str:
+    """A deterministic judge verdict for a prompt built from the default pairwise judge template."""
+    if mode == "first":
+        return "Assistant A answered first, so it is better. [[A]]"
+    if mode == "unparseable":
+        return "Both answers have merit; I cannot decide."
+    reference = _between(prompt, "[Reference Answer]\n", "\n[End of Reference Answer]")
+    a = _between(prompt, "[The Start of Assistant A's Answer]\n", "\n[The End of Assistant A's Answer]")
+    b = _between(prompt, "[The Start of Assistant B's Answer]\n", "\n[The End of Assistant B's Answer]")
+    if (a == reference) == (b == reference):
+        return "Neither answer is closer to the reference. [[C]]"
+    return "A matches the reference. [[A]]" if a == reference else "B matches the reference. [[B]]"
+
+
 class FakeEvalServer:
     def __init__(self) -> None:
         self.answers: dict[str, dict[str, str]] = {}
+        self.judges: dict[str, str] = {}
         self.requests: collections.Counter[str] = collections.Counter()
         self.bodies: list[dict[str, Any]] = []
         self.fail_after: int | None = None
@@ -37,6 +60,7 @@ class FakeEvalServer:
 
     def reset(self) -> None:
         self.answers.clear()
+        self.judges.clear()
         self.requests.clear()
         self.bodies.clear()
         self.fail_after = None
@@ -55,7 +79,10 @@ class FakeEvalServer:
         self.served += 1
         messages = body.get("messages") or []
         last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        text = self.answers.get(model, {}).get(last, "?")
+        if model in self.judges:
+            text = _judge(self.judges[model], last)
+        else:
+            text = self.answers.get(model, {}).get(last, "?")
         completion = {
             "id": "chatcmpl-eval", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
