@@ -259,12 +259,10 @@ def list_cmd(backend: str, limit: int, after: str | None, as_json: bool) -> None
         click.echo(f"no {which}jobs yet: start one with `tuneport train SPEC`")
         return
     table = Table(show_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("backend", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("model", overflow="fold")
-    table.add_column("created", no_wrap=True)
-    table.add_column("fine_tuned_model / error", overflow="fold")
+    for name in ("id", "backend", "status"):
+        table.add_column(name, no_wrap=True)
+    for name in ("model", "created", "fine_tuned_model / error"):
+        table.add_column(name, overflow="fold")  # narrow terminals wrap these; nothing is cut off
     for name, job in rows:
         detail = job.fine_tuned_model or (f"[{job.error.code}] {job.error.message[:60]}" if job.error else "")
         status = job.status + (
