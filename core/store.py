@@ -184,6 +184,26 @@ def _in(column: str, values: str | Iterable[str]) -> tuple[str, list[str]]:
 # --------------------------------------------------------------------------------------------------- the store
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """Put the database in WAL mode and return the mode it is in.
+
+    Switching needs a moment of exclusive access, and SQLite answers "database is locked" at once (its busy
+    handler is not consulted for this) while another process is creating or migrating a fresh database: retry
+    for as long as a write would wait. A database already in WAL mode needs no switch at all.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()["journal_mode"]
+            if mode != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"]
+            return mode
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Store:
     """The tuneport database. ``Store()`` opens (creating and migrating) ``tuneport.paths.db_path()``.
 
@@ -219,7 +239,7 @@ class Store:
             conn.row_factory = _row_factory
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
-            if conn.execute("PRAGMA journal_mode = WAL").fetchone()["journal_mode"] != "wal":
+            if _switch_to_wal(conn) != "wal":
                 raise sqlite3.OperationalError("the database could not be switched to WAL mode")
             conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(conn)
