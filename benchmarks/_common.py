@@ -342,11 +342,14 @@ def replicate_distinct(src: Path, dst: Path, times: int) -> int:
 
 
 def message_texts(path: Path) -> list[str]:
-    """Every message content text of a dataset, in memory (what a raw tokenizer loop would encode)."""
+    """Every text of a dataset that tuneport's count encodes, in memory (what a raw tokenizer loop would encode):
+    message contents and names, and the compact JSON of tool calls and tool definitions. Role names are left out
+    (a handful of short strings tuneport counts once), so the baseline does no work tuneport skips."""
     texts: list[str] = []
     with open(path, "rb") as fh:
         for line in fh:
-            for m in orjson.loads(line)["messages"]:
+            example = orjson.loads(line)
+            for m in example["messages"]:
                 c = m.get("content")
                 if isinstance(c, str):
                     texts.append(c)
@@ -354,6 +357,14 @@ def message_texts(path: Path) -> list[str]:
                     texts.extend(
                         p["text"] for p in c if isinstance(p, dict) and isinstance(p.get("text"), str)
                     )
+                if isinstance(m.get("name"), str):
+                    texts.append(m["name"])
+                for key in ("tool_calls", "function_call"):
+                    if m.get(key) is not None:
+                        texts.append(orjson.dumps(m[key]).decode())
+            for key in ("tools", "functions"):
+                if example.get(key):
+                    texts.append(orjson.dumps(example[key]).decode())
     return texts
 
 
