@@ -11,23 +11,8 @@ import pytest
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # the fake server lives in tests/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _cli import tp  # noqa: E402
 from _fake_chat_server import FakeChatServer  # noqa: E402
-
-from tuneport.cli import main as cli_main  # noqa: E402
-
-cli_main.register("endpoints", "tuneport.cli.endpoints:endpoints")
-cli_main.register("chat", "tuneport.cli.chat:chat")
-
-
-def tp(
-    capsys: pytest.CaptureFixture, *args: str, stdin: str | None = None, monkeypatch=None
-) -> tuple[int, str, str]:
-    """Run ``tuneport ARGS`` in this process; (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main(list(args))
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

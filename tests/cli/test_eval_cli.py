@@ -10,21 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _cli import tp  # noqa: E402
 from _fake_eval_server import FakeEvalServer  # noqa: E402
 from test_evaluation import N, teach, write_dataset  # noqa: E402
-
-from tuneport.cli import main as cli_main  # noqa: E402
-
-cli_main.register("eval", "tuneport.cli.eval:eval_")
-
-
-def tp(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """Run ``tuneport ARGS`` in this process; (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main(list(args))
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

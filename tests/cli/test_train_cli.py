@@ -19,7 +19,9 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from tuneport.cli.main import cli, main  # noqa: E402
+from _cli import tp  # noqa: E402
+
+from tuneport.cli.main import cli  # noqa: E402
 from tuneport.local_backend import jobs as J  # noqa: E402
 from tuneport.store import Store  # noqa: E402
 
@@ -46,13 +48,6 @@ def _cli_and_cleanup(monkeypatch: pytest.MonkeyPatch):
                 os.killpg(row["pid"], signal.SIGKILL)
 
 
-def tp(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """Run ``tuneport ARGS`` in this process; (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def show(capsys, job_id: str) -> dict:
