@@ -1488,8 +1488,8 @@ def record_endpoint(
 ) -> dict[str, Any]:
     """Ask ``endpoint`` every item of ``dataset`` and keep its answers as the recording ``name`` (default: the
     endpoint reference), usable later as ``recorded:NAME``. Recording the same endpoint and data again under the
-    same name continues an unfinished recording. Returns {"name", "run_id", "status", "n_items", "recorded",
-    "errors", "endpoint"}."""
+    same name continues an unfinished recording. Returns {"name", "id" (the run id, under the key ``run_eval``
+    uses), "run_id" (the same, kept for scripts), "status", "n_items", "recorded", "errors", "endpoint"}."""
     from tuneport.eval_spec import EndpointConfig, EvalSpec, SamplingParams, load_items
     from tuneport.inference import EndpointError
     from tuneport.store import Store
@@ -1526,7 +1526,7 @@ def record_endpoint(
         recorded = sum(1 for r in rows if r["error"] is None)
         status = "complete" if recorded == len(items) else "incomplete"
         store.update_eval_run(run_id, status=status, finished_at=int(time.time()))
-        return {"name": label, "run_id": run_id, "status": status, "n_items": len(items), "recorded": recorded,
+        return {"name": label, "id": run_id, "run_id": run_id, "status": status, "n_items": len(items), "recorded": recorded,
                 "errors": errors, "endpoint": target.describe() | {"kind": "live"},
                 "use_as": RECORDED_PREFIX + label}  # fmt: skip
     finally:
