@@ -109,7 +109,7 @@ class FileService:
             named = Path(tmp) / filename
             os.replace(source, named)
             # The same bytes uploaded again come back as the file already held (with its first name).
-            return self.provider.upload(named, purpose=purpose).to_api()
+            return self.provider.upload(named, purpose=purpose, take=True).to_api()
 
     def _row(self, file_id: str) -> dict[str, Any]:
         from tuneport.providers.local import files_dir

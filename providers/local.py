@@ -101,9 +101,18 @@ class LocalProvider(Provider):
     # -- files --------------------------------------------------------------------------------------------------
 
     def upload(
-        self, path: str | Path, *, purpose: str = "fine-tune", progress: ProgressCallback | None = None
+        self,
+        path: str | Path,
+        *,
+        purpose: str = "fine-tune",
+        progress: ProgressCallback | None = None,
+        take: bool = False,
     ) -> FileObject:
-        """Keep a copy of the dataset under the tuneport home; the same bytes are copied once."""
+        """Keep a copy of the dataset under the tuneport home; the same bytes are copied once.
+
+        ``take=True`` is for a temporary file the caller gives up (``tuneport server``'s finished uploads): it is
+        moved into place instead of copied, which saves a second full write of a large file.
+        """
         from tuneport.data.reader import file_sha256
         from tuneport.objects import FileObject
 
@@ -114,32 +123,37 @@ class LocalProvider(Provider):
             )
         sha = file_sha256(source)
         size = source.stat().st_size
+        filename = source.name
         existing = self.store.find_file(self.name, sha, purpose)
         if existing is not None and (files_dir() / f"{existing['provider_file_id']}.jsonl").is_file():
             if progress is not None:
                 progress(size, size)
             return FileObject(
                 id=existing["provider_file_id"], bytes=existing["size_bytes"] or size,
-                created_at=existing["created_at"], filename=existing["filename"] or source.name, purpose=purpose,
+                created_at=existing["created_at"], filename=existing["filename"] or filename, purpose=purpose,
             )  # fmt: skip
         file_id = "file-" + "".join(secrets.choice(_ALNUM) for _ in range(24))
         dest = files_dir() / f"{file_id}.jsonl"
         tmp = dest.with_name(f".{file_id}.partial")
         try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, dest)
+            if take:
+                os.replace(source, dest)
+                source = dest
+            else:
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, dest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise DataError(f"cannot copy {source} into {dest.parent}: {exc.strerror or exc}") from exc
         now = int(time.time())
         self.store.upsert_dataset(sha, path=str(source.resolve()), size_bytes=size)
         self.store.record_file(
-            self.name, file_id, dataset_sha256=sha, purpose=purpose, size_bytes=size, filename=source.name,
+            self.name, file_id, dataset_sha256=sha, purpose=purpose, size_bytes=size, filename=filename,
             created_at=now,
         )  # fmt: skip
         if progress is not None:
             progress(size, size)
-        return FileObject(id=file_id, bytes=size, created_at=now, filename=source.name, purpose=purpose)
+        return FileObject(id=file_id, bytes=size, created_at=now, filename=filename, purpose=purpose)
 
     def _uploaded(self, file_id: str, param: str) -> tuple[Path, str]:
         """(path, sha256) of a file this backend holds."""
