@@ -102,6 +102,15 @@ class LeakageReport:
     def hits_truncated(self) -> bool:
         return len(self.hits) < self.leaked
 
+    def add_hit(self, line: int, kind: str, reference_line: int) -> None:
+        """Count one repeated item (``kind`` exact or normalized); keep it while fewer than ``max_hits`` are kept."""
+        if kind == EXACT:
+            self.exact += 1
+        else:
+            self.normalized += 1
+        if self.max_hits is None or len(self.hits) < self.max_hits:
+            self.hits.append(LeakageHit(line, reference_line, kind))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "reference": {
@@ -230,13 +239,7 @@ def find_leakage(
         found = index.match(key)
         if found is None:
             continue
-        kind, reference_line = found
-        if kind == EXACT:
-            report.exact += 1
-        else:
-            report.normalized += 1
-        if max_hits is None or len(report.hits) < max_hits:
-            report.hits.append(LeakageHit(record.lineno, reference_line, kind))
+        report.add_hit(record.lineno, *found)
     return report
 
 
@@ -257,13 +260,7 @@ def find_duplicates(path: str | Path, *, max_hits: int | None = 100) -> LeakageR
         index.add(key, record.lineno)
         if found is None:
             continue
-        kind, first_line = found
-        if kind == EXACT:
-            report.exact += 1
-        else:
-            report.normalized += 1
-        if max_hits is None or len(report.hits) < max_hits:
-            report.hits.append(LeakageHit(record.lineno, first_line, kind))
+        report.add_hit(record.lineno, *found)
     report.reference_items = report.candidate_items = index.items
     report.reference_skipped = dict(index.skipped)
     report.candidate_skipped = dict(index.skipped)
