@@ -616,28 +616,19 @@ class OpenAIProvider(Provider):
     def events(
         self, job_id: str, *, after: str | None = None, limit: int = 20
     ) -> ListPage[FineTuningJobEvent]:
-        params: dict[str, Any] = {"limit": limit}
-        if after is not None:
-            params["after"] = after
-        return self.http.request(
-            "GET",
-            f"fine_tuning/jobs/{job_id}/events",
-            params=params,
-            parse=lambda r: ListPage[FineTuningJobEvent].model_validate(r.json()),
-        )
+        return self._page(f"fine_tuning/jobs/{job_id}/events", ListPage[FineTuningJobEvent], after, limit)
 
     def checkpoints(
         self, job_id: str, *, after: str | None = None, limit: int = 10
     ) -> ListPage[FineTuningJobCheckpoint]:
+        return self._page(f"fine_tuning/jobs/{job_id}/checkpoints", ListPage[FineTuningJobCheckpoint], after, limit)
+
+    def _page(self, path: str, page_type: Any, after: str | None, limit: int) -> Any:
+        """GET one page of a job's events or checkpoints (OpenAI's ``after`` / ``limit`` paging)."""
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
             params["after"] = after
-        return self.http.request(
-            "GET",
-            f"fine_tuning/jobs/{job_id}/checkpoints",
-            params=params,
-            parse=lambda r: ListPage[FineTuningJobCheckpoint].model_validate(r.json()),
-        )
+        return self.http.request("GET", path, params=params, parse=lambda r: page_type.model_validate(r.json()))
 
     def endpoint(self, job: FineTuningJob) -> Endpoint:
         """OpenAI serves a succeeded job's model on the same API, with the same key."""
