@@ -25,7 +25,55 @@ import orjson
 from aiohttp import web
 
 
-class FakeChatServer:
+class LoopbackChatServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` on a free loopback port, served from a background thread.
+
+    Subclasses implement ``_chat`` (the aiohttp handler); ``start`` / ``stop`` are shared by the test servers.
+    """
+
+    port = 0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:  # pragma: no cover - subclasses define it
+        raise NotImplementedError
+
+    def start(self):  # -> Self
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", self._chat)
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        name = type(self).__name__
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError(f"the {name} did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+
+class FakeChatServer(LoopbackChatServer):
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
         self.faults: collections.deque[str] = collections.deque()
@@ -33,14 +81,6 @@ class FakeChatServer:
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def reset(self, latency: float = 0.0) -> None:
         """Forget the last test: wait for its requests still being handled (a hung one), clear the counters."""
@@ -106,36 +146,6 @@ class FakeChatServer:
             status=status, body=orjson.dumps(error), headers=headers, content_type="application/json"
         )
 
-    # -- lifecycle ----------------------------------------------------------------------------------------------
-
-    def start(self) -> FakeChatServer:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._chat)
-            self._runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-chat-server", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake chat server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
 
 def _completion(body: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,11 @@ always says ``[[A]]`` (pure position bias), ``"unparseable"`` answers with no ve
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import threading
 from typing import Any
 
 import orjson
+from _fake_chat_server import LoopbackChatServer
 from aiohttp import web
 
 
@@ -38,7 +37,7 @@ def _judge(mode: str, prompt: str) -> str:
     return "A matches the reference. [[A]]" if a == reference else "B matches the reference. [[B]]"
 
 
-class FakeEvalServer:
+class FakeEvalServer(LoopbackChatServer):
     def __init__(self) -> None:
         self.answers: dict[str, dict[str, str]] = {}
         self.judges: dict[str, str] = {}
@@ -47,13 +46,6 @@ class FakeEvalServer:
         self.fail_after: int | None = None
         self.fail_models: set[str] | None = None
         self.served = 0
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def url(self, model: str) -> str:
         return f"{self.base_url}#{model}"
@@ -89,32 +81,3 @@ class FakeEvalServer:
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }  # fmt: skip
         return web.Response(body=orjson.dumps(completion), content_type="application/json")
-
-    def start(self) -> FakeEvalServer:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._chat)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-eval-server", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake eval server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
