@@ -166,7 +166,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
     def _dispatch(self, method: str) -> None:
-        self._body_read = False
+        # A request without a body has nothing left unread: its connection can stay open. (Treating it as unread
+        # closed every GET's connection, and a response sent outside `_send` -- file content -- did not say so:
+        # the client reused the closed connection and got "server disconnected".)
+        length = self.headers.get("Content-Length")
+        self._body_read = "Transfer-Encoding" not in self.headers and (length is None or length.strip() == "0")
         self._response_sent = False
         self._tmp: tempfile.TemporaryDirectory | None = None
         try:

@@ -41,14 +41,18 @@ def start_server_process(home: Path, *args: str) -> tuple[subprocess.Popen, str]
     env = {**os.environ, "TUNEPORT_HOME": str(home), "TUNEPORT_NUM_THREADS": "1"}
     env.pop("TUNEPORT_SERVE_URL", None)
     code = "import sys; from tuneport.cli.server import server; server.main(sys.argv[1:])"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0", "--json", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    log = home / "server.log"  # a file, not a pipe nobody reads: a full pipe would stall the server's logging
+    home.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, "--port", "0", "--json", *args],
+            env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True,
+        )  # fmt: skip
     line = proc.stdout.readline()
     if not line:
         proc.kill()
-        raise AssertionError(f"the server did not start: {proc.stderr.read()}")
+        proc.wait(10)
+        raise AssertionError(f"the server did not start: {log.read_text(errors='replace')[-4000:]}")
     return proc, json.loads(line)["url"]
 
 
