@@ -184,6 +184,25 @@ def _in(column: str, values: str | Iterable[str]) -> tuple[str, list[str]]:
 # --------------------------------------------------------------------------------------------------- the store
 
 
+def _event_values(
+    job_id: str,
+    message: str,
+    *,
+    level: str = "info",
+    type: str = "message",
+    data: Any = None,
+    created_at: int | None = None,
+    provider_event_id: str | None = None,
+) -> dict[str, Any]:
+    """The row of one job event, checked."""
+    if level not in _EVENT_LEVELS:
+        raise ValueError(f"event level must be one of {_EVENT_LEVELS}, not {level!r}")
+    if type not in _EVENT_TYPES:
+        raise ValueError(f"event type must be one of {_EVENT_TYPES}, not {type!r}")
+    return {"job_id": job_id, "provider_event_id": provider_event_id, "created_at": created_at or _now(),
+            "level": level, "message": message, "type": type, "data": data}  # fmt: skip
+
+
 def _switch_to_wal(conn: sqlite3.Connection) -> str:
     """Put the database in WAL mode and return the mode it is in.
 
@@ -489,15 +508,25 @@ class Store:
             return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
 
     def update_job(
-        self, job_id: str, *, if_status: str | Iterable[str] | None = None, **fields: Any
+        self,
+        job_id: str,
+        *,
+        if_status: str | Iterable[str] | None = None,
+        events: Iterable[Mapping[str, Any]] = (),
+        **fields: Any,
     ) -> Row | None:
         """Update some fields of a job and return it.
 
         With ``if_status``, update only if the job's status is (one of) that, else return None and change
         nothing: the check and the write are one transaction, so a runner finishing a job cannot overwrite a
         concurrent cancel (``update_job(id, status="succeeded", if_status="running")``).
+
+        ``events`` (keyword arguments of :meth:`add_event`: message, level, type, data) are appended in the same
+        transaction: a reader that sees a terminal status then sees the job's last events too (followers read the
+        status first, then drain the events).
         """
         values = {**self._job_values(fields), "updated_at": _now()}
+        rows = [_event_values(job_id, **event) for event in events]
         with self._write() as conn:
             current = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if current is None:
@@ -508,6 +537,8 @@ class Store:
             if allowed is not None and current["status"] not in set(allowed):
                 return None
             self._update(conn, "jobs", "id", job_id, values)
+            for row in rows:
+                self._insert(conn, "events", row)
             return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
 
     def get_job(self, job_id: str) -> Row | None:
@@ -569,12 +600,8 @@ class Store:
         With ``provider_event_id`` (a hosted provider's own event id) a repeat of the same event is ignored and
         None returned, so syncing a remote log twice does not duplicate it.
         """
-        if level not in _EVENT_LEVELS:
-            raise ValueError(f"event level must be one of {_EVENT_LEVELS}, not {level!r}")
-        if type not in _EVENT_TYPES:
-            raise ValueError(f"event type must be one of {_EVENT_TYPES}, not {type!r}")
-        values = {"job_id": job_id, "provider_event_id": provider_event_id, "created_at": created_at or _now(),
-                  "level": level, "message": message, "type": type, "data": data}  # fmt: skip
+        values = _event_values(job_id, message, level=level, type=type, data=data, created_at=created_at,
+                               provider_event_id=provider_event_id)  # fmt: skip
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
                 raise StoreError(f"No job {job_id!r} in the store at {self.path} to add an event to.")

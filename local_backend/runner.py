@@ -164,8 +164,17 @@ class _Runner:
         kind = type or ("metrics" if data and "step" in data and "train_loss" in data else "message")
         self.store.add_event(self.job_id, message, level=level, type=kind, data=data)
 
-    def set_status(self, status: str, *, expect: str | tuple[str, ...], **fields: Any) -> bool:
-        row = self.store.update_job(self.job_id, if_status=expect, status=status, **fields)
+    def set_status(
+        self,
+        status: str,
+        *,
+        expect: str | tuple[str, ...],
+        events: tuple[dict[str, Any], ...] = (),
+        **fields: Any,
+    ) -> bool:
+        """Move the job to ``status`` if it is still in ``expect``; ``events`` are written in the same
+        transaction, so whoever sees the new status also sees them (a follower stops at a terminal status)."""
+        row = self.store.update_job(self.job_id, if_status=expect, status=status, events=events, **fields)
         if row is None:
             current = self.store.get_job(self.job_id)
             print(f"runner: not moving to {status}: job is {current and current['status']}", file=sys.stderr)
@@ -294,7 +303,10 @@ class _Runner:
             self.event(f"Validating {param} {path}")
             # OpenAI's minimum of 10 examples applies to training files; a validation file may be smaller.
             report = validate_file(
-                path, model=str(model_dir), method=method, min_examples=MIN_EXAMPLES if param == "training_file" else 1
+                path,
+                model=str(model_dir),
+                method=method,
+                min_examples=MIN_EXAMPLES if param == "training_file" else 1,
             )
             for finding in report.findings[:MAX_FINDING_EVENTS]:
                 level = "error" if finding.severity == "error" else "warn"
@@ -485,26 +497,34 @@ class _Runner:
         J.clear_request(self.job_id)
         at = f" at step {step}" if step else ""
         if request["action"] == "cancel":
-            if self.set_status("cancelled", expect=J.ACTIVE_STATUSES, finished_at=int(time.time())):
-                self.event(f"Fine-tuning job cancelled{at} ({request.get('reason', 'requested')})")
+            cancelled = {"message": f"Fine-tuning job cancelled{at} ({request.get('reason', 'requested')})"}
+            self.set_status(
+                "cancelled", expect=J.ACTIVE_STATUSES, events=(cancelled,), finished_at=int(time.time())
+            )
             return 0
-        if self.set_status("paused", expect=J.ACTIVE_STATUSES):
-            ckpt = find_resume_checkpoint(
-                Path(self.outputs.get("checkpoints_dir") or J.job_dir(self.job_id) / "checkpoints")
-            )
-            where = f"from {ckpt.name}" if ckpt else "from the start"
-            self.event(
-                f"Fine-tuning job paused{at} ({request.get('reason', 'requested')}); "
-                f"`tuneport jobs resume {self.job_id}` continues {where}",
-                data={"paused": True, "step": step} if step else {"paused": True},
-            )
+        ckpt = find_resume_checkpoint(
+            Path(self.outputs.get("checkpoints_dir") or J.job_dir(self.job_id) / "checkpoints")
+        )
+        where = f"from {ckpt.name}" if ckpt else "from the start"
+        paused = {
+            "message": f"Fine-tuning job paused{at} ({request.get('reason', 'requested')}); "
+            f"`tuneport jobs resume {self.job_id}` continues {where}",
+            "data": {"paused": True, "step": step} if step else {"paused": True},
+        }
+        self.set_status("paused", expect=J.ACTIVE_STATUSES, events=(paused,))
         return 0
 
     def fail(self, failure: JobFailure) -> int:
         J.clear_request(self.job_id)
         error = {"code": failure.code, "message": failure.message, "param": failure.param}
-        if self.set_status("failed", expect=J.ACTIVE_STATUSES, error=error, finished_at=int(time.time())):
-            self.event(f"Fine-tuning job failed: {failure.message}", level="error", data={"error": error})
+        failed = {
+            "message": f"Fine-tuning job failed: {failure.message}",
+            "level": "error",
+            "data": {"error": error},
+        }
+        self.set_status(
+            "failed", expect=J.ACTIVE_STATUSES, events=(failed,), error=error, finished_at=int(time.time())
+        )
         print(f"runner: job failed [{failure.code}]: {failure.message}", file=sys.stderr)
         return 1
 
@@ -523,31 +543,43 @@ class _Runner:
             serve_as=result.get("serve_as"),
             result=summary,
         )
-        if self.set_status(
+        events = (
+            self.register_endpoint(),
+            {"message": f"New fine-tuned model created: {self.fine_tuned_model}",
+             "data": {"serve_path": result.get("serve_path")}},
+            {"message": "The job has successfully completed"},  # OpenAI's last event, last here too
+        )  # fmt: skip
+        self.set_status(
             "succeeded",
             expect=("running", "queued"),
+            events=events,
             fine_tuned_model=self.fine_tuned_model,
             trained_tokens=int(result.get("trained_tokens") or 0),
             finished_at=int(time.time()),
-        ):
-            self.register_endpoint()
-            self.event(
-                f"New fine-tuned model created: {self.fine_tuned_model}",
-                data={"serve_path": result.get("serve_path")},
-            )
-            self.event("The job has successfully completed")  # OpenAI's last event, last here too
+        )
         return 0
 
-    def register_endpoint(self) -> None:
-        """The succeeded job becomes a named endpoint (``tuneport chat MODEL``); never fails the job."""
+    def register_endpoint(self) -> dict[str, Any]:
+        """Save the finishing job as a named endpoint (``tuneport chat MODEL``); never fails the job.
+
+        Called just before the job is marked succeeded (so that the event it returns lands with that status):
+        the endpoint is registered from the row as it is about to be.
+        """
         from tuneport.endpoints import register_job_endpoint
         from tuneport.errors import TuneportError
 
+        finishing = {
+            **self.store.get_job(self.job_id),
+            "status": "succeeded",
+            "fine_tuned_model": self.fine_tuned_model,
+        }
         try:
-            row = register_job_endpoint(self.store, self.store.get_job(self.job_id))
-            self.event(f"Endpoint {row['name']} saved (serve it with `tuneport serve --adapter {self.job_id}`)")
+            row = register_job_endpoint(self.store, finishing)
         except TuneportError as exc:
-            self.event(f"Could not save an endpoint for this job: {exc}", level="warn")
+            return {"message": f"Could not save an endpoint for this job: {exc}", "level": "warn"}
+        return {
+            "message": f"Endpoint {row['name']} saved (serve it with `tuneport serve --adapter {self.job_id}`)"
+        }
 
 
 class StoreSink:
