@@ -55,7 +55,7 @@ MESSAGES = [
 
 
 async def _run(base_url: str, concurrency: int, requests: int) -> tuple[float, float, int]:
-    from tuneport.inference import ChatEndpoint, InferenceClient
+    from tuneport.endpoints.client import ChatEndpoint, InferenceClient
 
     endpoint = ChatEndpoint("bench", base_url, "bench")
     async with InferenceClient(concurrency=concurrency, timeout=30.0) as client:

@@ -97,8 +97,8 @@ def main() -> int:
     )
     try:
         _wait_ready(port)
-        from tuneport.evaluation import run_eval
-        from tuneport.store import Store
+        from tuneport.evaluation.runner import run_eval
+        from tuneport.jobs.store import Store
 
         endpoint = f"http://127.0.0.1:{port}/v1#bench"
         # Warm-up (imports, first connections), not measured.

@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="tp-bench-") as tmp:
         os.environ["TUNEPORT_HOME"] = tmp
         from tuneport.fixtures.tiny_model import ensure_tiny_model
-        from tuneport.local_backend.serve import start_server
-        from tuneport.local_backend.serve_fixtures import make_random_adapter
+        from tuneport.local_backend.serving.serve import start_server
+        from tuneport.local_backend.serving.serve_fixtures import make_random_adapter
 
         base = ensure_tiny_model()
         adapter = make_random_adapter(base, Path(tmp) / "adapter", seed=1, rank=8)

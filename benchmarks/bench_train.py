@@ -95,7 +95,7 @@ def build_model(tokenizer_dir: Path, out: Path, dtype: str) -> Path:
 
 def make_dataset(path: Path, tokenizer, n: int, lengths: str, seed: int) -> list[int]:
     """Write ``n`` chat examples whose rendered lengths follow ``lengths`` ("longtail" or "uniform")."""
-    from tuneport.local_backend.chat_data import render_with_labels
+    from tuneport.local_backend.training.chat_data import render_with_labels
 
     rng = random.Random(seed)
     rendered = []
@@ -125,8 +125,8 @@ def make_dataset(path: Path, tokenizer, n: int, lengths: str, seed: int) -> list
 
 
 def run_ours(model: Path, data: Path, out: Path, steps: int, batch: int, threads: int, dtype: str) -> dict:
-    from tuneport.local_backend.train_config import TrainConfig
-    from tuneport.local_backend.trainer import train
+    from tuneport.local_backend.training.train_config import TrainConfig
+    from tuneport.local_backend.training.trainer import train
 
     cfg = TrainConfig(
         model=model,
@@ -174,7 +174,7 @@ def run_baseline(
         TrainingArguments,
     )
 
-    from tuneport.local_backend.chat_data import load_sft_examples
+    from tuneport.local_backend.training.chat_data import load_sft_examples
 
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(str(model))
@@ -255,7 +255,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from tuneport.fixtures.tiny_model import build_tiny_model
-    from tuneport.local_backend.trainer import pick_num_threads
+    from tuneport.local_backend.training.trainer import pick_num_threads
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

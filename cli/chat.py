@@ -41,7 +41,7 @@ def chat(
     With --message, one turn. Without, a conversation: one line per message on stdin, until end of input or
     /exit (/reset forgets the conversation so far).
     """
-    from tuneport.inference import InferenceClient, resolve_endpoint
+    from tuneport.endpoints.client import InferenceClient, resolve_endpoint
 
     target = resolve_endpoint(endpoint)  # errors (unknown name, bad URL) before anything else
     params: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """``tuneport cost ...``: what training and inference cost, hosted vs self-hosted, with every input shown.
 
-Parse, call :mod:`tuneport.costs`, render (plain lines, or ``--json``), and record each computed figure in the
+Parse, call :mod:`tuneport.cost.estimates`, render (plain lines, or ``--json``), and record each computed figure in the
 store's ``costs`` table. The validator, the store and matplotlib load only when a command runs.
 """
 
@@ -55,7 +55,7 @@ def _show_figure(figure: Any) -> None:
 
 
 def _store() -> Any:
-    from tuneport.store import Store
+    from tuneport.jobs.store import Store
 
     return Store()
 
@@ -84,8 +84,8 @@ def train_cmd(file: str, model: str, epochs: int | None, method: str, tokens_per
               no_record: bool, as_json: bool) -> None:  # fmt: skip
     """Estimate what training on FILE costs before launch: hosted (billed tokens x epochs x price) and, with a
     throughput and hardware, locally (tokens / tokens-per-second x $/hour)."""
-    from tuneport import costs
-    from tuneport.catalog import lookup_model
+    from tuneport.cost import estimates as costs
+    from tuneport.cost.catalog import lookup_model
     from tuneport.data.validate import validate_file
     from tuneport.errors import SpecError
 
@@ -173,7 +173,7 @@ def job_cmd(job_id: str, gpu: str | None, cloud: str | None, hourly: str | None,
             as_json: bool) -> None:  # fmt: skip
     """What a finished job cost: hosted from its trained tokens; local from its measured seconds x $/hour
     (--gpu/--cloud or --hourly; a CPU-only job defaults to a small CPU VM's list prices)."""
-    from tuneport import costs
+    from tuneport.cost import estimates as costs
     from tuneport.errors import SpecError
 
     store = _store()
@@ -230,7 +230,7 @@ def inference_cmd(model: str, tokens_per_second: str | None, throughput_file: st
                   cached_input_tokens_per_month: int | None, output_tokens_per_month: int | None,
                   plot_path: str | None, no_record: bool, as_json: bool) -> None:  # fmt: skip
     """Hosted $/1M tokens against an always-on self-hosted server: monthly costs, break-even volume, a plot."""
-    from tuneport import costs
+    from tuneport.cost import estimates as costs
     from tuneport.errors import SpecError
 
     if (tokens_per_second is None) == (throughput_file is None):
@@ -285,7 +285,7 @@ def inference_cmd(model: str, tokens_per_second: str | None, throughput_file: st
 @_json_option
 def catalog_cmd(as_json: bool) -> None:
     """List every price tuneport uses, with its source and as_of date."""
-    from tuneport import costs
+    from tuneport.cost import estimates as costs
 
     summary = costs.catalog_summary()
     if as_json:

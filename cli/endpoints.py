@@ -1,4 +1,4 @@
-"""``tuneport endpoints add|list|rm``: named OpenAI-compatible endpoints (the logic lives in tuneport.endpoints)."""
+"""``tuneport endpoints add|list|rm``: named OpenAI-compatible endpoints (the logic lives in tuneport.endpoints.registry)."""
 
 from __future__ import annotations
 
@@ -65,9 +65,9 @@ def add(
     as_json: bool,
 ) -> None:
     """Save endpoint NAME."""
-    from tuneport.endpoints import add_endpoint, list_endpoints
-    from tuneport.inference import EndpointError
-    from tuneport.store import Store
+    from tuneport.endpoints.client import EndpointError
+    from tuneport.endpoints.registry import add_endpoint, list_endpoints
+    from tuneport.jobs.store import Store
 
     if api_key is not None:
         raise EndpointError(
@@ -95,8 +95,8 @@ def add(
 @_json_option
 def list_(as_json: bool) -> None:
     """Show the saved endpoints."""
-    from tuneport.endpoints import list_endpoints
-    from tuneport.store import Store
+    from tuneport.endpoints.registry import list_endpoints
+    from tuneport.jobs.store import Store
 
     with Store() as store:
         rows = [_public(row) for row in list_endpoints(store)]
@@ -124,8 +124,8 @@ def list_(as_json: bool) -> None:
 @_json_option
 def rm(name: str, as_json: bool) -> None:
     """Remove endpoint NAME."""
-    from tuneport.endpoints import remove_endpoint
-    from tuneport.store import Store
+    from tuneport.endpoints.registry import remove_endpoint
+    from tuneport.jobs.store import Store
 
     with Store() as store:
         remove_endpoint(store, name)

@@ -1,6 +1,6 @@
 """``tuneport eval SPEC_OR_FILE --endpoint A --endpoint B`` and ``tuneport eval record ENDPOINT DATASET``.
 
-The logic lives in :mod:`tuneport.evaluation`; this module parses options and renders the run.
+The logic lives in :mod:`tuneport.evaluation.runner`; this module parses options and renders the run.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def eval_() -> None:
 
 
 def _parse_hourly(values: tuple[str, ...]) -> dict[str, Decimal] | Decimal | None:
-    from tuneport.eval_spec import parse_hourly
+    from tuneport.evaluation.spec import parse_hourly
 
     if not values:
         return None
@@ -177,7 +177,7 @@ def run(
     already answered. `tuneport eval record ENDPOINT DATASET --name NAME` keeps an endpoint's answers for later
     comparison as recorded:NAME.
     """
-    from tuneport.evaluation import run_eval
+    from tuneport.evaluation.runner import run_eval
 
     if source is None and resume is None:
         raise click.UsageError(
@@ -338,7 +338,7 @@ def record(
 ) -> None:
     """Store ENDPOINT's answers to DATASET, so they can be compared later as recorded:NAME (e.g. a hosted
     fine-tuned model about to retire)."""
-    from tuneport.evaluation import record_endpoint
+    from tuneport.evaluation.runner import record_endpoint
 
     result = record_endpoint(
         endpoint, dataset, name=name, params={"temperature": temperature, "max_tokens": max_tokens, "seed": seed},

@@ -1,6 +1,6 @@
 """``tuneport import openai JOB_ID``: turn a hosted fine-tuning job into a local spec + dataset.
 
-The work is :func:`tuneport.migrate.import_openai_job`; this command parses options and prints the result.
+The work is :func:`tuneport.jobs.importer.import_openai_job`; this command parses options and prints the result.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def import_() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def openai_job(job_id: str, output: str | None, base_model: str, force: bool, as_json: bool) -> None:
     """Download OpenAI job JOB_ID's files, method and hyperparameters into a local spec."""
-    from tuneport.migrate import import_openai_job
+    from tuneport.jobs.importer import import_openai_job
 
     result = import_openai_job(job_id, output or job_id, base_model=base_model, overwrite=force)
     if as_json:

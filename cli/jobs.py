@@ -39,7 +39,7 @@ def get_backend(name: str) -> Any:
 def provider_for_job(job_id: str, backend: str | None) -> Any:
     """The provider that owns ``job_id``: ``backend`` if given, else the backend the store recorded for it."""
     if backend is None:
-        from tuneport.store import Store
+        from tuneport.jobs.store import Store
 
         with Store() as store:
             row = store.get_job(job_id)

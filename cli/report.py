@@ -1,8 +1,8 @@
 """``tuneport report RUN``: write an evaluation run's report as Markdown (+ PNG plots), self-contained HTML and JSON.
 
-Glue only: load the run (by id from the store through :func:`tuneport.evaluation.load_run`, or from a run / report
+Glue only: load the run (by id from the store through :func:`tuneport.evaluation.runner.load_run`, or from a run / report
 JSON file), gather the fine-tuning jobs' events (loss curves) and recorded cost figures from the store, and call
-:func:`tuneport.report.render_report`. matplotlib and the renderers load only when the command runs.
+:func:`tuneport.report.markdown.render_report`. matplotlib and the renderers load only when the command runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["report", "load_run_or_file", "gather_job_events", "gather_costs", "c
 
 def load_run_or_file(run: str) -> dict[str, Any]:
     """``render_report`` arguments for RUN: a path to a run / report JSON file, or a run id in the store."""
-    from tuneport.report import load_report_json
+    from tuneport.report.markdown import load_report_json
 
     path = Path(run)
     if path.suffix.lower() == ".json" or path.is_file():
@@ -30,7 +30,7 @@ def load_run_or_file(run: str) -> dict[str, Any]:
             )
         return load_report_json(path)
     try:
-        from tuneport.evaluation import load_run
+        from tuneport.evaluation.runner import load_run
     except ImportError as exc:
         raise EvaluationError(
             f"cannot look up run {run!r}: this installation has no evaluation runner",
@@ -52,7 +52,7 @@ def gather_job_events(run: dict[str, Any], store: Any) -> dict[str, list[dict[st
 
 
 def cost_row_to_figure(row: dict[str, Any]) -> dict[str, Any]:
-    """A store ``costs`` row (as :func:`tuneport.costs.record_figure` saves it) back as a cost figure dict."""
+    """A store ``costs`` row (as :func:`tuneport.cost.estimates.record_figure` saves it) back as a cost figure dict."""
     saved = row.get("inputs") if isinstance(row.get("inputs"), dict) else {}
     figure = dict(saved) if "formula" in saved or "label" in saved else {"inputs": saved}
     figure.setdefault("label", row.get("kind") or "cost")
@@ -87,8 +87,8 @@ def report(run: str, output: str | None, formats: tuple[str, ...], as_json: bool
     metrics, latency plots, the fine-tuning jobs' loss curves, cost figures with their inputs, and every item side
     by side (in HTML, filterable to the items where the endpoints disagree).
     """
-    from tuneport.report import render_report
-    from tuneport.store import Store
+    from tuneport.jobs.store import Store
+    from tuneport.report.markdown import render_report
 
     args = load_run_or_file(run)
     run_dict = args["run"]

@@ -113,7 +113,7 @@ def serve(
     adapter's weights in its LoRA slot, so only the serving process can count the slots used since start and
     keep the last one empty (the mixed-batch guard); a request sent straight to the server would bypass that.
     """
-    from tuneport.local_backend.serve import WATCH_SLOTS, JobWatcher, start_server
+    from tuneport.local_backend.serving.serve import WATCH_SLOTS, JobWatcher, start_server
 
     def log(line: str) -> None:
         if not as_json or line.startswith("serving with the transformers"):

@@ -1,7 +1,7 @@
 """``tuneport server``: the local backend behind OpenAI's fine-tuning API, for any OpenAI client.
 
 Point a client at it (``OPENAI_BASE_URL=http://127.0.0.1:8000/v1``) and ``files.create``, ``fine_tuning.jobs.create``
-and the rest train on this machine. The logic is in :mod:`tuneport.local_backend.api_server`; this command parses
+and the rest train on this machine. The logic is in :mod:`tuneport.local_backend.api.server`; this command parses
 options and runs it.
 """
 
@@ -38,7 +38,7 @@ def server(
     """Serve OpenAI's files / uploads / fine-tuning / models API over the local backend."""
     import json
 
-    from tuneport.local_backend.api_server import (
+    from tuneport.local_backend.api.server import (
         DEFAULT_MAX_UPLOAD_BYTES,
         ServerConfig,
         make_server,

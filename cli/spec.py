@@ -37,8 +37,8 @@ def _upload_placeholder(value: str) -> str:
 def build_report(job: Any, backends: tuple[str, ...]) -> dict[str, Any]:
     """What ``spec check`` shows: the canonical spec, its hash, its files and each backend's parameters."""
     from tuneport.errors import DataError
-    from tuneport.mapping import check_spec, resolve_local_hyperparameters, to_openai_create_body
-    from tuneport.spec import is_openai_file_id
+    from tuneport.spec.jobspec import is_openai_file_id
+    from tuneport.spec.mapping import check_spec, resolve_local_hyperparameters, to_openai_create_body
 
     files: dict[str, Any] = {}
     for name in ("training_file", "validation_file"):
@@ -172,7 +172,7 @@ def check(spec_file: str, backend: str | None, as_json: bool) -> None:
 
     Every problem is listed as FILE:LINE: PATH: MESSAGE; the exit code is 3 when the spec is invalid.
     """
-    from tuneport.spec import load_spec
+    from tuneport.spec.jobspec import load_spec
 
     job = load_spec(spec_file)
     if backend is not None:

@@ -36,8 +36,8 @@ __all__ = ["train"]
 def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json: bool, yes: bool) -> None:
     """Start a fine-tuning job from SPEC (YAML or TOML); print its id."""
     from tuneport.cli.jobs import finish, follow_job, get_backend
-    from tuneport.mapping import check_spec
-    from tuneport.spec import load_spec
+    from tuneport.spec.jobspec import load_spec
+    from tuneport.spec.mapping import check_spec
 
     if follow and wait:
         raise click.UsageError("--follow and --wait exclude each other")

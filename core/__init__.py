@@ -34,15 +34,15 @@ _EXPORTS: dict[str, str] = {
     # paths
     "home_dir": "tuneport.paths",
     # job spec and its mapping to backends
-    "JobSpec": "tuneport.spec",
-    "LocalSettings": "tuneport.spec",
-    "SpecProblem": "tuneport.spec",
-    "load_spec": "tuneport.spec",
-    "spec_hash": "tuneport.spec",
-    "LocalTrainingPlan": "tuneport.mapping",
-    "check_spec": "tuneport.mapping",
-    "resolve_local_hyperparameters": "tuneport.mapping",
-    "to_openai_create_body": "tuneport.mapping",
+    "JobSpec": "tuneport.spec.jobspec",
+    "LocalSettings": "tuneport.spec.jobspec",
+    "SpecProblem": "tuneport.spec.jobspec",
+    "load_spec": "tuneport.spec.jobspec",
+    "spec_hash": "tuneport.spec.jobspec",
+    "LocalTrainingPlan": "tuneport.spec.mapping",
+    "check_spec": "tuneport.spec.mapping",
+    "resolve_local_hyperparameters": "tuneport.spec.mapping",
+    "to_openai_create_body": "tuneport.spec.mapping",
     # providers and the OpenAI object shapes every backend uses
     "Provider": "tuneport.providers.base",
     "Endpoint": "tuneport.providers.base",
@@ -50,47 +50,47 @@ _EXPORTS: dict[str, str] = {
     "register_provider": "tuneport.providers.registry",
     "OpenAIProvider": "tuneport.providers.openai",
     "LocalProvider": "tuneport.providers.local",
-    "FileObject": "tuneport.objects",
-    "FineTuningJob": "tuneport.objects",
-    "FineTuningJobEvent": "tuneport.objects",
-    "FineTuningJobCheckpoint": "tuneport.objects",
+    "FileObject": "tuneport.jobs.objects",
+    "FineTuningJob": "tuneport.jobs.objects",
+    "FineTuningJobEvent": "tuneport.jobs.objects",
+    "FineTuningJobCheckpoint": "tuneport.jobs.objects",
     # local training and the built-in model
-    "TrainConfig": "tuneport.local_backend.train_config",
-    "TrainResult": "tuneport.local_backend.trainer",
-    "train": "tuneport.local_backend.trainer",
+    "TrainConfig": "tuneport.local_backend.training.train_config",
+    "TrainResult": "tuneport.local_backend.training.trainer",
+    "train": "tuneport.local_backend.training.trainer",
     "ensure_tiny_model": "tuneport.fixtures.tiny_model",
     "resolve_model": "tuneport.fixtures.tiny_model",
     # serving
-    "start_server": "tuneport.local_backend.serve",
-    "ServeError": "tuneport.local_backend.serve",
+    "start_server": "tuneport.local_backend.serving.serve",
+    "ServeError": "tuneport.local_backend.serving.serve",
     # inference and endpoints
-    "InferenceClient": "tuneport.inference",
-    "ChatResult": "tuneport.inference",
-    "ChatEndpoint": "tuneport.inference",
-    "resolve_endpoint": "tuneport.inference",
-    "register_job_endpoint": "tuneport.endpoints",
+    "InferenceClient": "tuneport.endpoints.client",
+    "ChatResult": "tuneport.endpoints.client",
+    "ChatEndpoint": "tuneport.endpoints.client",
+    "resolve_endpoint": "tuneport.endpoints.client",
+    "register_job_endpoint": "tuneport.endpoints.registry",
     # evaluation, statistics, reports, costs
-    "make_grader": "tuneport.graders",
-    "GradeResult": "tuneport.graders",
-    "compare_paired": "tuneport.stats",
-    "PairedComparison": "tuneport.stats",
-    "wilson_interval": "tuneport.stats",
-    "mcnemar_exact": "tuneport.stats",
-    "paired_bootstrap_ci": "tuneport.stats",
-    "render_report": "tuneport.report",
-    "run_eval": "tuneport.evaluation",
-    "load_run": "tuneport.evaluation",
-    "record_endpoint": "tuneport.evaluation",
-    "EvalSpec": "tuneport.eval_spec",
-    "load_eval_spec": "tuneport.eval_spec",
+    "make_grader": "tuneport.evaluation.graders",
+    "GradeResult": "tuneport.evaluation.graders",
+    "compare_paired": "tuneport.evaluation.stats",
+    "PairedComparison": "tuneport.evaluation.stats",
+    "wilson_interval": "tuneport.evaluation.stats",
+    "mcnemar_exact": "tuneport.evaluation.stats",
+    "paired_bootstrap_ci": "tuneport.evaluation.stats",
+    "render_report": "tuneport.report.markdown",
+    "run_eval": "tuneport.evaluation.runner",
+    "load_run": "tuneport.evaluation.runner",
+    "record_endpoint": "tuneport.evaluation.runner",
+    "EvalSpec": "tuneport.evaluation.spec",
+    "load_eval_spec": "tuneport.evaluation.spec",
     "run_quickstart": "tuneport.quickstart",
-    "Figure": "tuneport.costs",
-    "hosted_training_estimate": "tuneport.costs",
-    "hosted_training_actual": "tuneport.costs",
-    "local_training_actual": "tuneport.costs",
-    "local_training_estimate": "tuneport.costs",
-    "compare_inference": "tuneport.costs",
-    "import_openai_job": "tuneport.migrate",
+    "Figure": "tuneport.cost.estimates",
+    "hosted_training_estimate": "tuneport.cost.estimates",
+    "hosted_training_actual": "tuneport.cost.estimates",
+    "local_training_actual": "tuneport.cost.estimates",
+    "local_training_estimate": "tuneport.cost.estimates",
+    "compare_inference": "tuneport.cost.estimates",
+    "import_openai_job": "tuneport.jobs.importer",
     # data
     "validate_file": "tuneport.data.validate",
     "ValidationReport": "tuneport.data.validate",
@@ -103,8 +103,8 @@ _EXPORTS: dict[str, str] = {
     "find_leakage": "tuneport.data.leakage",
     "LeakageReport": "tuneport.data.leakage",
     # store
-    "Store": "tuneport.store",
-    "open_store": "tuneport.store",
+    "Store": "tuneport.jobs.store",
+    "open_store": "tuneport.jobs.store",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -124,7 +124,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from tuneport.costs import (  # noqa: F401
+    from tuneport.cost.estimates import (  # noqa: F401
         Figure,
         compare_inference,
         hosted_training_actual,
@@ -137,7 +137,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tuneport.data.stats import DatasetStats, dataset_stats  # noqa: F401
     from tuneport.data.tokens import count_tokens  # noqa: F401
     from tuneport.data.validate import Finding, ValidationReport, validate_file  # noqa: F401
-    from tuneport.endpoints import register_job_endpoint  # noqa: F401
+    from tuneport.endpoints.client import ChatEndpoint, ChatResult, InferenceClient, resolve_endpoint  # noqa: F401
+    from tuneport.endpoints.registry import register_job_endpoint  # noqa: F401
     from tuneport.errors import (  # noqa: F401
         APIConnectionError,
         APIStatusError,
@@ -157,35 +158,34 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TuneportError,
         WaitTimeoutError,
     )
-    from tuneport.eval_spec import EvalSpec, load_eval_spec  # noqa: F401
-    from tuneport.evaluation import load_run, record_endpoint, run_eval  # noqa: F401
-    from tuneport.fixtures.tiny_model import ensure_tiny_model, resolve_model  # noqa: F401
-    from tuneport.graders import GradeResult, make_grader  # noqa: F401
-    from tuneport.inference import ChatEndpoint, ChatResult, InferenceClient, resolve_endpoint  # noqa: F401
-    from tuneport.local_backend.serve import ServeError, start_server  # noqa: F401
-    from tuneport.local_backend.train_config import TrainConfig  # noqa: F401
-    from tuneport.local_backend.trainer import TrainResult, train  # noqa: F401
-    from tuneport.mapping import (  # noqa: F401
-        LocalTrainingPlan,
-        check_spec,
-        resolve_local_hyperparameters,
-        to_openai_create_body,
-    )
-    from tuneport.migrate import import_openai_job  # noqa: F401
-    from tuneport.objects import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent  # noqa: F401
-    from tuneport.paths import home_dir  # noqa: F401
-    from tuneport.providers.base import Endpoint, Provider  # noqa: F401
-    from tuneport.providers.local import LocalProvider  # noqa: F401
-    from tuneport.providers.openai import OpenAIProvider  # noqa: F401
-    from tuneport.providers.registry import get_provider, register_provider  # noqa: F401
-    from tuneport.quickstart import run_quickstart  # noqa: F401
-    from tuneport.report import render_report  # noqa: F401
-    from tuneport.spec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401
-    from tuneport.stats import (  # noqa: F401
+    from tuneport.evaluation.graders import GradeResult, make_grader  # noqa: F401
+    from tuneport.evaluation.runner import load_run, record_endpoint, run_eval  # noqa: F401
+    from tuneport.evaluation.spec import EvalSpec, load_eval_spec  # noqa: F401
+    from tuneport.evaluation.stats import (  # noqa: F401
         PairedComparison,
         compare_paired,
         mcnemar_exact,
         paired_bootstrap_ci,
         wilson_interval,
     )
-    from tuneport.store import Store, open_store  # noqa: F401
+    from tuneport.fixtures.tiny_model import ensure_tiny_model, resolve_model  # noqa: F401
+    from tuneport.jobs.importer import import_openai_job  # noqa: F401
+    from tuneport.jobs.objects import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent  # noqa: F401
+    from tuneport.jobs.store import Store, open_store  # noqa: F401
+    from tuneport.local_backend.serving.serve import ServeError, start_server  # noqa: F401
+    from tuneport.local_backend.training.train_config import TrainConfig  # noqa: F401
+    from tuneport.local_backend.training.trainer import TrainResult, train  # noqa: F401
+    from tuneport.paths import home_dir  # noqa: F401
+    from tuneport.providers.base import Endpoint, Provider  # noqa: F401
+    from tuneport.providers.local import LocalProvider  # noqa: F401
+    from tuneport.providers.openai import OpenAIProvider  # noqa: F401
+    from tuneport.providers.registry import get_provider, register_provider  # noqa: F401
+    from tuneport.quickstart import run_quickstart  # noqa: F401
+    from tuneport.report.markdown import render_report  # noqa: F401
+    from tuneport.spec.jobspec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401
+    from tuneport.spec.mapping import (  # noqa: F401
+        LocalTrainingPlan,
+        check_spec,
+        resolve_local_hyperparameters,
+        to_openai_create_body,
+    )

@@ -4,7 +4,7 @@ Build the tiny model ``tiny-chat`` -> validate the example data (and check the t
 training split) -> train a LoRA adapter locally -> serve base + adapter in one server (vLLM where it is installed,
 else the transformers engine) -> evaluate both on the held-out split -> write the report with the cost figures.
 Every step goes through the same public pieces a user would call one by one (validate_file, LocalProvider,
-start_server, run_eval, render_report, tuneport.costs); nothing here is a shortcut.
+start_server, run_eval, render_report, tuneport.cost.estimates); nothing here is a shortcut.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def run_quickstart(
     from tuneport.data.leakage import find_leakage
     from tuneport.data.validate import validate_file
     from tuneport.fixtures.tiny_model import ensure_tiny_model
-    from tuneport.spec import load_spec
+    from tuneport.spec.jobspec import load_spec
 
     say = progress or (lambda step, message: None)
     out = Path(output_dir).resolve()
@@ -112,7 +112,7 @@ def run_quickstart(
     job = _train(spec, say, on_event)
     lap("train")
 
-    from tuneport.local_backend.serve import start_server
+    from tuneport.local_backend.serving.serve import start_server
 
     say("serve", f"starting the server for tiny-chat + adapter {ADAPTER_NAME} (engine: {engine})")
     server = start_server(BASE_NAME, [f"{ADAPTER_NAME}={job.id}"], engine=engine, log=lambda line: say("serve", line))
@@ -126,8 +126,8 @@ def run_quickstart(
     engine_used = server.engine
 
     costs = _costs(job.id, train_file, run, out, say)
-    from tuneport.report import render_report
-    from tuneport.store import Store
+    from tuneport.jobs.store import Store
+    from tuneport.report.markdown import render_report
 
     with Store() as store:
         events = store.list_events(job.id, limit=None)
@@ -156,8 +156,8 @@ def _train(spec: Any, say: Progress, on_event: Callable[[Any], None] | None) -> 
 
 
 def _evaluate(base_url: str, test_file: Path, train_file: Path, job_id: str, say: Progress) -> dict[str, Any]:
-    from tuneport.eval_spec import EndpointConfig
-    from tuneport.evaluation import run_eval
+    from tuneport.evaluation.runner import run_eval
+    from tuneport.evaluation.spec import EndpointConfig
 
     say("eval", f"evaluating {BASE_NAME} and {ADAPTER_NAME} on {test_file.name} (held out)")
     endpoints = [
@@ -184,9 +184,9 @@ def _evaluate(base_url: str, test_file: Path, train_file: Path, job_id: str, say
 def _costs(job_id: str, train_file: Path, run: dict[str, Any], out: Path, say: Progress) -> list[dict[str, Any]]:
     """Cost figures for the report: this CPU run priced at a cloud CPU VM, what OpenAI would have charged to train
     on the same data, and hosted vs self-hosted inference from the throughput measured during the evaluation."""
-    from tuneport import costs
+    from tuneport.cost import estimates as costs
     from tuneport.data.validate import validate_file
-    from tuneport.store import Store
+    from tuneport.jobs.store import Store
 
     figures = []
     with Store() as store:

@@ -1,6 +1,6 @@
 """The Provider interface: one training backend (OpenAI's hosted API, the local trainer) behind one shape.
 
-Jobs, events and checkpoints are OpenAI's objects (:mod:`tuneport.objects`) for every backend, and the paging
+Jobs, events and checkpoints are OpenAI's objects (:mod:`tuneport.jobs.objects`) for every backend, and the paging
 rules are OpenAI's, so a caller (the CLI, the evaluation, the local API server) never asks which backend ran:
 
 - :meth:`Provider.list` pages jobs newest first; ``after`` is the id of the last job of the previous page;
@@ -30,14 +30,14 @@ from tuneport.errors import (  # noqa: F401 - re-exported: providers raise these
 )
 
 if TYPE_CHECKING:
-    from tuneport.objects import (
+    from tuneport.jobs.objects import (
         FileObject,
         FineTuningJob,
         FineTuningJobCheckpoint,
         FineTuningJobEvent,
         ListPage,
     )
-    from tuneport.spec import JobSpec
+    from tuneport.spec.jobspec import JobSpec
 
 __all__ = [
     "Provider",

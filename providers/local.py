@@ -1,20 +1,20 @@
 """The ``local`` backend: fine-tuning jobs trained on this machine, behind the same Provider interface as OpenAI.
 
 Jobs, events and checkpoints come back as OpenAI's objects, built from the store; a detached runner process
-(:mod:`tuneport.local_backend.runner`) does the work. Nothing here imports torch: listing or showing jobs is instant.
+(:mod:`tuneport.local_backend.training.runner`) does the work. Nothing here imports torch: listing or showing jobs is instant.
 
 Local specifics, all documented on the objects:
 
 - ``upload`` copies the file into ``$TUNEPORT_HOME/files/<file id>.jsonl`` (content-addressed: the same bytes are
   stored once per purpose), so a job always trains on, and resumes with, exactly the bytes it was started with.
-- Job objects carry an extra ``local`` field (kept by :class:`~tuneport.objects.FineTuningJob`'s ``extra="allow"``)
+- Job objects carry an extra ``local`` field (kept by :class:`~tuneport.jobs.objects.FineTuningJob`'s ``extra="allow"``)
   saying where things are on disk: the job folder, its log, the adapter / merged model / full model, the
   checkpoints folder and each checkpoint, and whether the runner was interrupted.
 - A job whose runner died (SIGKILL, a machine restart) is found whenever jobs are read and shown as ``paused``
   with ``local.interrupted`` set and a warning event; :meth:`LocalProvider.resume` continues it from its last
   checkpoint.
 - ``fine_tuned_model`` is ``ft:<base>:local:<suffix>:<8 chars of the job id>`` (see
-  :func:`tuneport.local_backend.jobs.fine_tuned_model_name`); checkpoints are ``<that>:ckpt-step-<N>``.
+  :func:`tuneport.local_backend.training.jobs.fine_tuned_model_name`); checkpoints are ``<that>:ckpt-step-<N>``.
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneport.errors import DataError, ProviderError, StoreError
-from tuneport.local_backend import jobs as J
+from tuneport.local_backend.training import jobs as J
 from tuneport.providers.base import Endpoint, ProgressCallback, Provider
 
 if TYPE_CHECKING:
-    from tuneport.objects import (
+    from tuneport.jobs.objects import (
         FileObject,
         FineTuningJob,
         FineTuningJobCheckpoint,
         FineTuningJobEvent,
         ListPage,
     )
-    from tuneport.spec import JobSpec
+    from tuneport.spec.jobspec import JobSpec
 
 __all__ = ["LocalProvider", "files_dir", "DEFAULT_LOCAL_BASE_URL"]
 
@@ -74,7 +74,7 @@ class LocalProvider(Provider):
     """Fine-tuning on this machine (transformers + peft), one detached runner process per job.
 
     ``store``: the Store to use (default: the one in ``TUNEPORT_HOME``). ``launch=False`` records jobs without
-    starting a runner (the caller runs :func:`tuneport.local_backend.runner.run_job` itself).
+    starting a runner (the caller runs :func:`tuneport.local_backend.training.runner.run_job` itself).
     """
 
     name = "local"
@@ -88,7 +88,7 @@ class LocalProvider(Provider):
     @property
     def store(self) -> Any:
         if self._store is None:
-            from tuneport.store import Store
+            from tuneport.jobs.store import Store
 
             self._store = Store()
         return self._store
@@ -114,7 +114,7 @@ class LocalProvider(Provider):
         moved into place instead of copied, which saves a second full write of a large file.
         """
         from tuneport.data.reader import file_sha256
-        from tuneport.objects import FileObject
+        from tuneport.jobs.objects import FileObject
 
         source = Path(path).expanduser()
         if not source.is_file():
@@ -196,7 +196,7 @@ class LocalProvider(Provider):
             if original is not None:
                 outputs[f"{name}_source"] = str(original)
         hyper = spec.hyperparameters.model_dump(mode="json")
-        from tuneport.mapping import resolve_local_hyperparameters
+        from tuneport.spec.mapping import resolve_local_hyperparameters
 
         # OpenAI reports the seed a job uses from the start; it does not depend on the data size.
         seed = resolve_local_hyperparameters(spec, 1).seed
@@ -240,7 +240,7 @@ class LocalProvider(Provider):
     def list(
         self, *, after: str | None = None, limit: int = 20, metadata: Mapping[str, str] | None = None
     ) -> ListPage[FineTuningJob]:
-        from tuneport.objects import ListPage
+        from tuneport.jobs.objects import ListPage
 
         try:
             rows = self.store.list_jobs(backend=self.name, after=after, limit=limit + 1, metadata=metadata)
@@ -326,7 +326,7 @@ class LocalProvider(Provider):
     def events(
         self, job_id: str, *, after: str | None = None, limit: int = 20
     ) -> ListPage[FineTuningJobEvent]:
-        from tuneport.objects import FineTuningJobEvent, ListPage
+        from tuneport.jobs.objects import FineTuningJobEvent, ListPage
 
         self._row(job_id)
         rows = self.store.list_events(job_id, after=_int_id(after, "ftevent-"), limit=limit + 1, order="desc")
@@ -353,7 +353,7 @@ class LocalProvider(Provider):
     def checkpoints(
         self, job_id: str, *, after: str | None = None, limit: int = 10
     ) -> ListPage[FineTuningJobCheckpoint]:
-        from tuneport.objects import ListPage
+        from tuneport.jobs.objects import ListPage
 
         self._row(job_id)
         rows = self.store.list_checkpoints(
@@ -369,7 +369,7 @@ class LocalProvider(Provider):
 
     @staticmethod
     def _checkpoint(r: dict[str, Any]) -> FineTuningJobCheckpoint:
-        from tuneport.objects import FineTuningJobCheckpoint
+        from tuneport.jobs.objects import FineTuningJobCheckpoint
 
         return FineTuningJobCheckpoint(
             id=f"ftckpt-{r['id']}",
@@ -403,7 +403,7 @@ class LocalProvider(Provider):
         return out
 
     def _job(self, row: dict[str, Any]) -> FineTuningJob:
-        from tuneport.objects import FineTuningJob
+        from tuneport.jobs.objects import FineTuningJob
 
         outputs = dict(row.get("outputs") or {})
         local = {

@@ -44,7 +44,7 @@ from tuneport.errors import (
     TuneportError,
 )
 from tuneport.http import Failure, HTTPClient, RetryPolicy
-from tuneport.objects import (
+from tuneport.jobs.objects import (
     FileObject,
     FineTuningJob,
     FineTuningJobCheckpoint,
@@ -56,8 +56,8 @@ from tuneport.objects import (
 from tuneport.providers.base import Endpoint, ProgressCallback, Provider
 
 if TYPE_CHECKING:
-    from tuneport.spec import JobSpec
-    from tuneport.store import Store
+    from tuneport.jobs.store import Store
+    from tuneport.spec.jobspec import JobSpec
 
 __all__ = ["OpenAIProvider", "CLIENT_KEY_FIELD", "DEFAULT_BASE_URL"]
 
@@ -173,7 +173,7 @@ def _mime_type(path: Path) -> str:
 class OpenAIProvider(Provider):
     """Fine-tuning on OpenAI's API (or any server that speaks it: point ``base_url`` at it).
 
-    ``store``: a :class:`~tuneport.store.Store` (file ids and jobs are remembered there), ``None`` to open the
+    ``store``: a :class:`~tuneport.jobs.store.Store` (file ids and jobs are remembered there), ``None`` to open the
     default one on first use, or ``False`` for none. ``transport`` and ``retry`` are test seams.
     """
 
@@ -264,7 +264,7 @@ class OpenAIProvider(Provider):
     @property
     def store(self) -> Store | None:
         if self._store is None and self._store_arg is None:
-            from tuneport.store import Store
+            from tuneport.jobs.store import Store
 
             self._store = Store()
             self._store_arg = self._store
@@ -476,12 +476,12 @@ class OpenAIProvider(Provider):
         validation_file: str | None = None,
         client_key: str | None = None,
     ) -> FineTuningJob:
-        """Start one job from ``spec`` on uploaded files (the request body is :func:`tuneport.mapping.to_openai_create_body`).
+        """Start one job from ``spec`` on uploaded files (the request body is :func:`tuneport.spec.mapping.to_openai_create_body`).
 
         ``client_key`` (default: a new random one) tags the job in ``metadata``; passing the same key again
         returns the job already started with it instead of starting another.
         """
-        from tuneport.mapping import to_openai_create_body
+        from tuneport.spec.mapping import to_openai_create_body
 
         body = to_openai_create_body(spec, training_file, validation_file)
         job = self.create_from_body(body, client_key=client_key, _record=False)
@@ -691,7 +691,7 @@ class OpenAIProvider(Provider):
 
 def _register_endpoint(store: Any, row: Any) -> None:
     """A succeeded job becomes a named endpoint by itself; a naming problem must never fail the job."""
-    from tuneport.endpoints import register_job_endpoint
+    from tuneport.endpoints.registry import register_job_endpoint
 
     try:
         register_job_endpoint(store, row)

@@ -104,8 +104,8 @@ def list_stored_jobs(
     """Every backend's jobs from the local store, newest first, without a network call: local jobs as their
     provider shows them (interrupted runners detected), hosted ones as last synced. Returns
     ``([(backend, FineTuningJob), ...], has_more)``."""
-    from tuneport.objects import FineTuningJob
-    from tuneport.store import Store
+    from tuneport.jobs.objects import FineTuningJob
+    from tuneport.jobs.store import Store
 
     own = store is None
     store = store or Store()

@@ -12,8 +12,8 @@ import json
 import random
 from typing import Any
 
-from tuneport.graders import make_grader, paired_grades
-from tuneport.stats import compare_paired, latency_summary
+from tuneport.evaluation.graders import make_grader, paired_grades
+from tuneport.evaluation.stats import compare_paired, latency_summary
 
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)> ```` | ** `tick`'
 LABELS = ["billing", "bug", "feature"]
@@ -77,7 +77,7 @@ def build_run(
             }
         items.append({"index": i, "prompt": prompt, "reference": reference, "results": results})
 
-    from tuneport.graders import GradeResult
+    from tuneport.evaluation.graders import GradeResult
 
     def column(name: str, gid: str) -> list[GradeResult]:
         out = []

@@ -385,7 +385,7 @@ def get_counter(model: str | None = None, *, allow_download: bool | None = None)
     Unknown models and None count with o200k_base (the encoding of every current fine-tunable OpenAI model) and say
     so in ``note``. When the encoding cannot be loaded, an estimate is returned with ``exact = False``.
     """
-    from tuneport.catalog import encoding_for
+    from tuneport.cost.catalog import encoding_for
 
     note: str | None = None
     name: str | None = None

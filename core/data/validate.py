@@ -1167,7 +1167,7 @@ def validate_records(
 
     See :func:`validate_file` for the arguments.
     """
-    from tuneport.catalog import lookup_model
+    from tuneport.cost.catalog import lookup_model
     from tuneport.data.tokens import get_counter
 
     if method not in ("auto", "sft", "dpo"):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tuneport.cli.cost import cost
 from tuneport.errors import SpecError, StoreError, TuneportError
-from tuneport.store import Store
+from tuneport.jobs.store import Store
 
 
 def _run(*args: str):

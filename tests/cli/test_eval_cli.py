@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cli import tp  # noqa: E402
+from _eval_support import N, teach, write_dataset  # noqa: E402
 from _fake_eval_server import FakeEvalServer  # noqa: E402
-from test_evaluation import N, teach, write_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ pytest.importorskip("peft")
 from _cli import tp  # noqa: E402
 
 from tuneport.cli.main import cli  # noqa: E402
-from tuneport.local_backend import jobs as J  # noqa: E402
-from tuneport.store import Store  # noqa: E402
+from tuneport.jobs.store import Store  # noqa: E402
+from tuneport.local_backend.training import jobs as J  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "data"
 pytestmark = pytest.mark.slow

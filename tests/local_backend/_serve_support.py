@@ -19,7 +19,7 @@ def prompts(n: int = 3) -> list[list[dict]]:
 
 
 def make_adapters(base: Path, root: Path, seeds: tuple[int, ...] = (1, 2)) -> dict[str, Path]:
-    from tuneport.local_backend.serve_fixtures import make_random_adapter
+    from tuneport.local_backend.serving.serve_fixtures import make_random_adapter
 
     return {f"ad{seed}": make_random_adapter(base, root / f"ad{seed}", seed=seed) for seed in seeds}
 

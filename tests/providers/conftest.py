@@ -16,8 +16,8 @@ if _HERE not in sys.path:
 from fake_openai import CANARY_KEY, FakeOpenAI  # noqa: E402
 
 from tuneport.http import RetryPolicy  # noqa: E402
+from tuneport.jobs.store import Store  # noqa: E402
 from tuneport.providers.openai import OpenAIProvider  # noqa: E402
-from tuneport.store import Store  # noqa: E402
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import schema
+import _openai_schema as schema
 
 #: a key that must never show up in logs, error messages or the database
 CANARY_KEY = "sk-canary-5f2b9c1e7d3a4b6f8e0c2d4a6b8c0e1f"

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from schema import validate_component
+from _openai_schema import validate_component
 
 from tuneport.errors import DataError, ProviderError
-from tuneport.local_backend import jobs as J
+from tuneport.jobs.store import Store
+from tuneport.local_backend.training import jobs as J
 from tuneport.providers.local import LocalProvider, files_dir
-from tuneport.spec import JobSpec
-from tuneport.store import Store
+from tuneport.spec.jobspec import JobSpec
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "data"
 
@@ -223,7 +223,7 @@ def test_liveness_rules(provider, store, spec: JobSpec, monkeypatch: pytest.Monk
 
 
 def test_names_and_endpoint(provider, store, spec: JobSpec) -> None:
-    from tuneport.catalog import base_model_of
+    from tuneport.cost.catalog import base_model_of
 
     name = J.fine_tuned_model_name("tiny-chat", "support", "ftjob-Ab3dE9xQzzzzzzzzzzzzzzzz")
     assert name == "ft:tiny-chat:local:support:Ab3dE9xQ" and base_model_of(name) == "tiny-chat"

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from schema import validate_request
+from _openai_schema import validate_request
 
 from tuneport.errors import SpecError
+from tuneport.jobs.store import Store
 from tuneport.providers.openai import CLIENT_KEY_FIELD, OpenAIProvider
-from tuneport.spec import load_spec
-from tuneport.store import Store
+from tuneport.spec.jobspec import load_spec
 
 pytest.importorskip("torch")
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "data"
@@ -48,7 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    from tuneport.local_backend import jobs as J
+    from tuneport.local_backend.training import jobs as J
 
     with Store(home / "tuneport.db") as store:
         for row in store.list_jobs():
@@ -91,7 +91,7 @@ def finished_job(server, tmp_path_factory) -> dict:
     with Store(folder / "client.db") as store, OpenAIProvider(
         base_url=url, api_key="sk-local-dummy", store=store, poll_interval=0.5, part_size=4096
     ) as provider:  # fmt: skip
-        from tuneport.mapping import to_openai_create_body
+        from tuneport.spec.mapping import to_openai_create_body
 
         job = provider.start(spec)
         validate_request(

@@ -23,10 +23,10 @@ from tuneport.errors import (
     TrainingNotAvailableError,
 )
 from tuneport.http import ModelNotAvailableError, RetryPolicy
-from tuneport.objects import FineTuningJob
+from tuneport.jobs.objects import FineTuningJob
 from tuneport.providers.base import Endpoint, InvalidFileError, WaitTimeoutError
 from tuneport.providers.openai import CLIENT_KEY_FIELD, OpenAIProvider
-from tuneport.spec import JobSpec
+from tuneport.spec.jobspec import JobSpec
 
 EXAMPLE = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 

@@ -76,8 +76,8 @@ def test_jobs_list_shows_hosted_and_local_jobs_together_without_a_network_call(m
     from click.testing import CliRunner
 
     from tuneport.cli.main import cli
+    from tuneport.jobs.store import Store
     from tuneport.providers.registry import list_stored_jobs
-    from tuneport.store import Store
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a network call would fail for want of a key
     with Store() as store:
