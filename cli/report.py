@@ -2,7 +2,7 @@
 
 Glue only: load the run (by id from the store through :func:`tuneport.evaluation.runner.load_run`, or from a run / report
 JSON file), gather the fine-tuning jobs' events (loss curves) and recorded cost figures from the store, and call
-:func:`tuneport.report.markdown.render_report`. matplotlib and the renderers load only when the command runs.
+:func:`tuneport.report.render.render_report`. matplotlib and the renderers load only when the command runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["report", "load_run_or_file", "gather_job_events", "gather_costs", "c
 
 def load_run_or_file(run: str) -> dict[str, Any]:
     """``render_report`` arguments for RUN: a path to a run / report JSON file, or a run id in the store."""
-    from tuneport.report.markdown import load_report_json
+    from tuneport.report.json_file import load_report_json
 
     path = Path(run)
     if path.suffix.lower() == ".json" or path.is_file():
@@ -88,7 +88,7 @@ def report(run: str, output: str | None, formats: tuple[str, ...], as_json: bool
     by side (in HTML, filterable to the items where the endpoints disagree).
     """
     from tuneport.jobs.store import Store
-    from tuneport.report.markdown import render_report
+    from tuneport.report.render import render_report
 
     args = load_run_or_file(run)
     run_dict = args["run"]

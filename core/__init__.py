@@ -77,7 +77,7 @@ _EXPORTS: dict[str, str] = {
     "wilson_interval": "tuneport.evaluation.stats",
     "mcnemar_exact": "tuneport.evaluation.stats",
     "paired_bootstrap_ci": "tuneport.evaluation.stats",
-    "render_report": "tuneport.report.markdown",
+    "render_report": "tuneport.report.render",
     "run_eval": "tuneport.evaluation.runner",
     "load_run": "tuneport.evaluation.runner",
     "record_endpoint": "tuneport.evaluation.runner",
@@ -181,7 +181,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tuneport.providers.openai import OpenAIProvider  # noqa: F401
     from tuneport.providers.registry import get_provider, register_provider  # noqa: F401
     from tuneport.quickstart import run_quickstart  # noqa: F401
-    from tuneport.report.markdown import render_report  # noqa: F401
+    from tuneport.report.render import render_report  # noqa: F401
     from tuneport.spec.jobspec import JobSpec, LocalSettings, SpecProblem, load_spec, spec_hash  # noqa: F401
     from tuneport.spec.mapping import (  # noqa: F401
         LocalTrainingPlan,

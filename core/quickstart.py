@@ -127,7 +127,7 @@ def run_quickstart(
 
     costs = _costs(job.id, train_file, run, out, say)
     from tuneport.jobs.store import Store
-    from tuneport.report.markdown import render_report
+    from tuneport.report.render import render_report
 
     with Store() as store:
         events = store.list_events(job.id, limit=None)

@@ -17,21 +17,24 @@ from html import escape
 from typing import Any
 
 from tuneport._version import __version__
-from tuneport.report.markdown import (
-    SCORE_HEADER,
-    as_text,
+from tuneport.report.diff import word_diff
+from tuneport.report.format import as_text, fmt_ci, fmt_num, fmt_pct, fmt_signed
+from tuneport.report.sentences import (
     bootstrap_sentence,
     excluded_sentence,
-    fmt_ci,
-    fmt_num,
-    fmt_pct,
-    fmt_signed,
     mcnemar_sentence,
     pairwise_notes,
     pairwise_orders,
     pairwise_sentence,
     pairwise_verdict,
-    word_diff,
+)
+from tuneport.report.tables import (
+    LABEL_HEADER,
+    LATENCY_HEADER,
+    SCORE_HEADER,
+    label_rows,
+    latency_rows,
+    score_cells,
 )
 
 __all__ = ["render_html", "esc"]
@@ -226,13 +229,7 @@ def _pairwise(entry: Mapping[str, Any]) -> str:
 
 def _labels(entry: Mapping[str, Any]) -> str:
     m = entry["metrics"]
-    rows = [[lbl, fmt_num(v.get("precision")), fmt_num(v.get("recall")), fmt_num(v.get("f1")), v.get("support")]
-            for lbl, v in (m.get("per_label") or {}).items()]  # fmt: skip
-    for avg in ("macro", "micro"):
-        v = m.get(avg) or {}
-        rows.append(
-            [f"({avg} avg)", fmt_num(v.get("precision")), fmt_num(v.get("recall")), fmt_num(v.get("f1")), ""]
-        )
+    rows = label_rows(m)
     cols = m.get("columns") or []
     confusion = m.get("confusion") or {}
     peak = max((n for row in confusion.values() for n in row.values() if isinstance(n, int)), default=0) or 1
@@ -249,7 +246,7 @@ def _labels(entry: Mapping[str, Any]) -> str:
         body.append(f"<tr><th>{esc(gold)}</th>{''.join(cells)}</tr>")
     return (
         f"<h3>{esc(entry['endpoint'])}: <code>{esc(entry['grader'])}</code></h3><div class=cols><div>"
-        + _table(("label", "precision", "recall", "F1", "support"), rows)
+        + _table(LABEL_HEADER, rows)
         + f"</div><div><div class=label>confusion matrix (rows: reference, columns: predicted)</div>"
         f"<table><thead><tr><th>reference \\ predicted</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         "</div></div>"
@@ -303,12 +300,17 @@ def _item(it: Mapping[str, Any], endpoints: list[str], graders: list[str]) -> st
     )
 
 
-def render_html(model: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
-    """The whole page. ``pngs`` maps plot keys (``latency``, ``loss:JOB``) to PNG bytes, embedded as data: URIs."""
-    eps: list[str] = model["endpoint_names"]
-    graders: list[str] = model["grader_ids"]
+Model = Mapping[str, Any]
+Pngs = Mapping[str, bytes]
+
+_SECTIONS = [("scores", "Scores"), ("comparisons", "Paired comparisons"), ("pairwise", "Pairwise judge"),
+             ("labels", "Label metrics"), ("latency", "Latency"), ("loss", "Training loss"), ("costs", "Costs"),
+             ("items", "Items")]  # fmt: skip
+
+
+def _head(model: Model) -> list[str]:
     ds = model["dataset"]
-    parts = [
+    return [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{esc(_csp())}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -319,14 +321,17 @@ def render_html(model: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
         + f" &middot; dataset <code>{esc(ds.get('path'))}</code> ({esc(ds.get('n_items'))} items, sha256 "
         f"<code>{esc(str(ds.get('sha256') or '')[:12])}</code>)</div>",
     ]
-    sections = [("scores", "Scores"), ("comparisons", "Paired comparisons"), ("pairwise", "Pairwise judge"),
-                ("labels", "Label metrics"),
-                ("latency", "Latency"), ("loss", "Training loss"), ("costs", "Costs"), ("items", "Items")]  # fmt: skip
+
+
+def _nav(model: Model) -> list[str]:
     present = {"scores", "latency", "items"} | {
         k for k in ("comparisons", "pairwise", "labels", "loss", "costs") if model.get(k)
     }
-    parts.append("<nav>" + "".join(f'<a href="#{k}">{t}</a>' for k, t in sections if k in present) + "</nav>")
+    return ["<nav>" + "".join(f'<a href="#{k}">{t}</a>' for k, t in _SECTIONS if k in present) + "</nav>"]
 
+
+def _warnings_and_endpoints(model: Model) -> list[str]:
+    parts = []
     if model["warnings"]:
         parts.append('<div class="warnings" role="alert"><h2>&#9888; Warnings</h2><ul>'
                      + "".join(f"<li>{esc(w)}</li>" for w in model["warnings"]) + "</ul></div>")  # fmt: skip
@@ -334,94 +339,106 @@ def render_html(model: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
         parts.append(
             "<ul class=meta>" + "".join(f"<li>note: {esc(n)}</li>" for n in model["notes"]) + "</ul>"
         )
-
     endpoint_rows = [[ep.get("name"), ep.get("model"), ep.get("base_url"), ep.get("kind"), ep.get("job_id") or ""]
                      for ep in model["endpoints"]]  # fmt: skip
     parts.append(
         "<h2>Endpoints</h2>"
         + _table(("name", "model", "base URL", "kind", "job"), endpoint_rows, num_from=99)
     )
+    return parts
 
-    parts.append('<h2 id="scores">Scores</h2>')
-    if model["scores"]:
-        rows = []
-        for r in model["scores"]:
-            acc = r.get("accuracy")
-            rows.append([r["endpoint"], r["grader"], r.get("n"), r.get("n_errors"), fmt_num(r.get("mean_score")),
-                         "n/a" if acc is None else f"{fmt_pct(acc)} ({r.get('n_passed')}/{r.get('n_judged')})",
-                         fmt_ci(r.get("accuracy_ci"))])  # fmt: skip
-        parts.append(_table(SCORE_HEADER, rows, num_from=2))
-        parts.append(f'<p class="meta">Accuracy intervals are {model["confidence"]:.0%} Wilson score intervals over '
-                     "items with a pass/fail verdict; ungraded items are left out of both.</p>")  # fmt: skip
-        reasons = [(r["endpoint"], r["grader"], reason, n) for r in model["scores"]
-                   for reason, n in (r.get("failure_reasons") or {}).items()]  # fmt: skip
-        if reasons:
-            parts.append("<h3>Why outputs failed</h3>"
-                         + _table(("endpoint", "grader", "reason", "items"), [list(x) for x in reasons], num_from=3))  # fmt: skip
-    else:
-        parts.append("<p>No grader summaries in this run.</p>")
 
+def _scores(model: Model) -> list[str]:
+    parts = ['<h2 id="scores">Scores</h2>']
+    if not model["scores"]:
+        return parts + ["<p>No grader summaries in this run.</p>"]
+    parts.append(_table(SCORE_HEADER, [score_cells(r) for r in model["scores"]], num_from=2))
+    parts.append(f'<p class="meta">Accuracy intervals are {model["confidence"]:.0%} Wilson score intervals over '
+                 "items with a pass/fail verdict; ungraded items are left out of both.</p>")  # fmt: skip
+    reasons = [(r["endpoint"], r["grader"], reason, n) for r in model["scores"]
+               for reason, n in (r.get("failure_reasons") or {}).items()]  # fmt: skip
+    if reasons:
+        parts.append("<h3>Why outputs failed</h3>"
+                     + _table(("endpoint", "grader", "reason", "items"), [list(x) for x in reasons], num_from=3))  # fmt: skip
+    return parts
+
+
+def _statistics(model: Model) -> list[str]:
+    """The paired comparisons, the pairwise judge and the label metrics (each only where the run has them)."""
+    parts = []
     if model["comparisons"]:
         parts.append('<h2 id="comparisons">Paired comparisons</h2><p class="meta">Differences are the second endpoint '
                      "minus the first, on the same items. A winner is named only when the test is significant.</p>")  # fmt: skip
         parts += [_comparison(c) for c in model["comparisons"]]
-
     if model.get("pairwise"):
         parts.append('<h2 id="pairwise">Pairwise judge</h2><p class="meta">An LLM judge compared the answers of each '
                      "pair of endpoints item by item, asked in both orders; a win counts only when both orders agree, "
                      "anything else is a tie. A winner is named only when the sign test is significant.</p>")  # fmt: skip
         parts += [_pairwise(e) for e in model["pairwise"]]
-
     if model["labels"]:
         parts.append('<h2 id="labels">Label metrics</h2>')
         parts += [_labels(e) for e in model["labels"]]
+    return parts
 
-    parts.append('<h2 id="latency">Latency</h2>')
-    rows = []
-    for ep in eps:
-        lat = model["latency"].get(ep) or {}
-        rows.append([ep, lat.get("n", len(model["latencies"][ep])),
-                     *(fmt_num(lat.get(k), 0) for k in ("mean", "p50", "p95", "p99", "max")), model["errors"].get(ep)])  # fmt: skip
-    parts.append(
-        _table(("endpoint", "requests", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"), rows)
-    )
+
+def _latency(model: Model, pngs: Pngs) -> list[str]:
+    parts = ['<h2 id="latency">Latency</h2>', _table(LATENCY_HEADER, latency_rows(model))]
     if "latency" in pngs:
         parts.append(_img(pngs["latency"], "latency distributions per endpoint"))
-    for ep in eps:
+    for ep in model["endpoint_names"]:
         tokens, cost = model["tokens"].get(ep), model["endpoint_costs"].get(ep)
         if tokens or cost:
             parts.append(f"<h3>{esc(ep)}: tokens and cost</h3>" + _kv(dict(tokens or {}))
                          + (_kv(dict(cost)) if isinstance(cost, Mapping) else ""))  # fmt: skip
+    return parts
 
-    if model["loss"]:
-        parts.append('<h2 id="loss">Training loss</h2>')
-        for entry in model["loss"]:
-            who = f" (endpoint {esc(', '.join(entry['endpoints']))})" if entry["endpoints"] else ""
-            parts.append(f"<h3>Job <code>{esc(entry['job_id'])}</code>{who}</h3>")
-            key = f"loss:{entry['job_id']}"
-            if key in pngs:
-                parts.append(_img(pngs[key], f"train and valid loss of job {entry['job_id']}"))
-            elif not entry["curve"]["train_loss"] and not entry["curve"]["valid_loss"]:
-                parts.append("<p>No loss metrics were reported for this job.</p>")
 
-    if model["costs"]:
-        parts.append('<h2 id="costs">Costs</h2>')
-        for fig in model["costs"]:
-            amount = fig.get("display") or f"{fig.get('amount')} {fig.get('currency') or ''}".strip()
-            parts.append(f"<h3>{esc(fig.get('label'))}: {esc(amount)}</h3>")
-            if fig.get("formula"):
-                parts.append(f"<div>= <code>{esc(fig['formula'])}</code></div>")
-            if isinstance(fig.get("inputs"), Mapping):
-                parts.append(_kv(fig["inputs"]))
-            parts += [f'<div class="meta">note: {esc(n)}</div>' for n in fig.get("notes") or []]
+def _loss(model: Model, pngs: Pngs) -> list[str]:
+    if not model["loss"]:
+        return []
+    parts = ['<h2 id="loss">Training loss</h2>']
+    for entry in model["loss"]:
+        who = f" (endpoint {esc(', '.join(entry['endpoints']))})" if entry["endpoints"] else ""
+        parts.append(f"<h3>Job <code>{esc(entry['job_id'])}</code>{who}</h3>")
+        key = f"loss:{entry['job_id']}"
+        if key in pngs:
+            parts.append(_img(pngs[key], f"train and valid loss of job {entry['job_id']}"))
+        elif not entry["curve"]["train_loss"] and not entry["curve"]["valid_loss"]:
+            parts.append("<p>No loss metrics were reported for this job.</p>")
+    return parts
 
-    parts.append(
+
+def _costs(model: Model) -> list[str]:
+    if not model["costs"]:
+        return []
+    parts = ['<h2 id="costs">Costs</h2>']
+    for fig in model["costs"]:
+        amount = fig.get("display") or f"{fig.get('amount')} {fig.get('currency') or ''}".strip()
+        parts.append(f"<h3>{esc(fig.get('label'))}: {esc(amount)}</h3>")
+        if fig.get("formula"):
+            parts.append(f"<div>= <code>{esc(fig['formula'])}</code></div>")
+        if isinstance(fig.get("inputs"), Mapping):
+            parts.append(_kv(fig["inputs"]))
+        parts += [f'<div class="meta">note: {esc(n)}</div>' for n in fig.get("notes") or []]
+    return parts
+
+
+def _items(model: Model) -> list[str]:
+    parts = [
         f'<h2 id="items">Items</h2><div class="filter"><label><input type="checkbox" id="only-disagree"> '
         f"show only items where the endpoints disagree ({esc(model['n_disagree'])})</label>"
         f'<span id="shown-count" class="meta">{len(model["items"])} items</span>'
         '<span class="meta"><ins>added</ins> / <del>missing</del>: output words vs the reference</span></div>'
-    )
-    parts += [_item(it, eps, graders) for it in model["items"]]
-    parts.append(f"<footer>tuneport {esc(__version__)} &middot; run <code>{esc(model['id'])}</code></footer>")
-    parts.append(f"</main><script>{SCRIPT}</script></body></html>")
+    ]
+    return parts + [_item(it, model["endpoint_names"], model["grader_ids"]) for it in model["items"]]
+
+
+def render_html(model: Model, pngs: Pngs) -> str:
+    """The whole page. ``pngs`` maps plot keys (``latency``, ``loss:JOB``) to PNG bytes, embedded as data: URIs."""
+    parts = [
+        *_head(model), *_nav(model), *_warnings_and_endpoints(model), *_scores(model), *_statistics(model),
+        *_latency(model, pngs), *_loss(model, pngs), *_costs(model), *_items(model),
+        f"<footer>tuneport {esc(__version__)} &middot; run <code>{esc(model['id'])}</code></footer>",
+        f"</main><script>{SCRIPT}</script></body></html>",
+    ]  # fmt: skip
     return "\n".join(parts) + "\n"

@@ -24,7 +24,7 @@ from tuneport.endpoints.client import EndpointError  # noqa: E402
 from tuneport.errors import EvaluationError  # noqa: E402
 from tuneport.evaluation.runner import load_run, run_eval  # noqa: E402
 from tuneport.jobs.store import Store  # noqa: E402
-from tuneport.report.markdown import render_report  # noqa: E402
+from tuneport.report.render import render_report  # noqa: E402
 
 WRONG = 30  # items base gets wrong (0..29); ft and base agree exactly on the other 30
 

@@ -14,14 +14,12 @@ from _report_fixture import HOSTILE, build_costs, build_events, build_run
 from click.testing import CliRunner
 
 from tuneport.errors import EvaluationError
-from tuneport.report.markdown import (
-    fmt_pct,
-    load_report_json,
-    loss_curve,
-    md_cell,
-    render_report,
-    word_diff,
-)
+from tuneport.report.diff import word_diff
+from tuneport.report.format import fmt_pct
+from tuneport.report.json_file import load_report_json
+from tuneport.report.markdown import md_cell
+from tuneport.report.model import loss_curve
+from tuneport.report.render import render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

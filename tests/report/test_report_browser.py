@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from _report_fixture import HOSTILE, build_costs, build_events, build_run
 
-from tuneport.report.markdown import render_report
+from tuneport.report.render import render_report
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
                  if p and os.path.exists(p)), None)  # fmt: skip
