@@ -180,7 +180,9 @@ def job_cmd(job_id: str, gpu: str | None, cloud: str | None, hourly: str | None,
     job = store.get_job(job_id)
     if job is None:
         raise _no_job(job_id)
-    if job["backend"] == "local":
+    from tuneport.providers.registry import provider_class
+
+    if provider_class(job["backend"]).billing == "hourly":  # self-hosted: priced by the machine's hour
         if gpu is None and hourly is None:
             measured = costs.measured_seconds(job)
             if (measured.get("device") or "cpu") != "cpu":

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from tuneport.cli._options import BackendChoice
+
 __all__ = ["endpoints"]
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
@@ -50,7 +52,8 @@ def endpoints() -> None:
     default=None,
     help="NAME of the environment variable holding the key (e.g. OPENAI_API_KEY); the key itself is never stored.",
 )
-@click.option("--kind", type=click.Choice(["openai", "local", "url"]), default=None, help="What serves it.")
+@click.option("--kind", type=BackendChoice(extra=("url",)), default=None,
+              help="What serves it: a backend's name (priced as that backend prices) or url.")
 @click.option("--replace", is_flag=True, help="Overwrite an endpoint of the same name.")
 @click.option("--api-key", "api_key", default=None, hidden=True, expose_value=True)
 @_json_option

@@ -14,16 +14,15 @@ from typing import Any
 
 import click
 
+from tuneport.cli._options import BackendChoice
 from tuneport.errors import ProviderError
 
 __all__ = ["jobs", "get_backend", "provider_for_job", "follow_job", "print_job", "finish"]
 
-_BACKENDS = ("local", "openai")
-
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 _backend_option = click.option(
     "--backend",
-    type=click.Choice(_BACKENDS),
+    type=BackendChoice(),
     default=None,
     help="The job's backend (default: the one recorded for the job in the local store).",
 )
@@ -228,11 +227,11 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option(
     "--backend",
-    type=click.Choice(["all", *_BACKENDS]),
+    type=BackendChoice(extra=("all",)),
     default="all",
     show_default=True,
     help="all: every backend's jobs from the local store (hosted ones as last synced, no network call); "
-    "openai: ask OpenAI for the organization's jobs.",
+    "a backend's name: ask that backend (for OpenAI: the organization's jobs).",
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--after", default=None, help="Continue after this job id (paging).")

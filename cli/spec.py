@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-_BACKENDS = ("openai", "local")
+from tuneport.cli._options import BackendChoice
+
+
+def _default_backends(own: str) -> tuple[str, ...]:
+    """Every registered backend, the spec's own first."""
+    from tuneport.providers.registry import provider_names
+
+    return (own, *(name for name in provider_names() if name != own))
 
 
 @click.group("spec")
@@ -30,15 +37,15 @@ def _count_examples(path: Path) -> int:
     return count
 
 
-def _upload_placeholder(value: str) -> str:
-    return f"<file id of {Path(value).name} after upload>"
-
-
 def build_report(job: Any, backends: tuple[str, ...]) -> dict[str, Any]:
-    """What ``spec check`` shows: the canonical spec, its hash, its files and each backend's parameters."""
-    from tuneport.errors import DataError
+    """What ``spec check`` shows: the canonical spec, its hash, its files and what each backend makes of it.
+
+    Each backend says for itself what the spec becomes there (:meth:`~tuneport.providers.base.Provider.preview`)
+    and what it cannot honour (``check_spec``); the report keeps the previews for rendering under ``_previews``.
+    """
+    from tuneport.providers.registry import provider_class
     from tuneport.spec.jobspec import is_openai_file_id
-    from tuneport.spec.mapping import check_spec, resolve_local_hyperparameters, to_openai_create_body
+    from tuneport.spec.mapping import check_spec
 
     files: dict[str, Any] = {}
     for name in ("training_file", "validation_file"):
@@ -67,33 +74,12 @@ def build_report(job: Any, backends: tuple[str, ...]) -> dict[str, Any]:
         "spec": job.to_dict(),
         "files": files,
     }
-    if "openai" in backends:
-        train = files["training_file"]
-        valid = files.get("validation_file")
-        body = to_openai_create_body(
-            job,
-            None if train["kind"] == "openai_file_id" else _upload_placeholder(job.training_file),
-            None
-            if valid is None or valid["kind"] == "openai_file_id"
-            else _upload_placeholder(job.validation_file),
-        )
-        report["openai"] = {"create_body": body, "warnings": check_spec(job, "openai")}
-    if "local" in backends:
-        local: dict[str, Any] = {"plan": None, "warnings": check_spec(job, "local")}
-        n_examples = files["training_file"].get("examples")
-        if n_examples:
-            try:
-                local["plan"] = resolve_local_hyperparameters(job, n_examples).to_dict()
-            except DataError as exc:  # pragma: no cover - n_examples >= 1 here
-                local["reason"] = exc.message
-        elif files["training_file"]["kind"] == "openai_file_id":
-            local["reason"] = (
-                "training_file is an OpenAI file id: the local plan needs the examples "
-                "(`tuneport import openai` downloads them)"
-            )
-        else:
-            local["reason"] = "training_file has no examples"
-        report["local"] = local
+    previews = {}
+    for backend in backends:
+        preview = provider_class(backend).preview(job, files)
+        previews[backend] = preview
+        report[backend] = {**preview.data, "warnings": check_spec(job, backend)}
+    report["_previews"] = previews
     return report
 
 
@@ -106,6 +92,7 @@ def _without_nulls(value: Any) -> Any:
 def _render(report: dict[str, Any]) -> None:
     import yaml
     from rich.console import Console
+    from rich.markup import escape
     from rich.syntax import Syntax
     from rich.table import Table
 
@@ -125,46 +112,37 @@ def _render(report: dict[str, Any]) -> None:
         else:
             console.print(f"{name}: OpenAI file {info['value']}")
 
-    if "openai" in report:
+    for name, preview in report["_previews"].items():
         console.print()
-        console.print("[bold]OpenAI: POST /v1/fine_tuning/jobs[/]")
-        console.print(
-            Syntax(json.dumps(report["openai"]["create_body"], indent=2), "json", theme="ansi_dark")
-        )
-        for warning in report["openai"]["warnings"]:
-            console.print(f"[yellow]warning (openai)[/]: {warning}")
-
-    if "local" in report:
-        local = report["local"]
-        console.print()
-        plan = local["plan"]
-        if plan is None:
-            console.print(f"[bold]Local trainer[/]: plan not resolved: {local.get('reason')}")
-        else:
-            table = Table(title="Local trainer plan", show_header=True, header_style="bold")
+        if preview.request is not None:
+            console.print(f"[bold]{escape(preview.title)}[/]")
+            console.print(Syntax(json.dumps(preview.request, indent=2), "json", theme="ansi_dark"))
+        if preview.settings is not None:
+            table = Table(title=preview.title, show_header=True, header_style="bold")
             table.add_column("setting")
             table.add_column("value")
-            for key, value in plan.items():
-                if key == "notes":
-                    continue
+            for key, value in preview.settings.items():
                 shown = (
                     ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
                 )
                 table.add_row(key, shown)
             console.print(table)
-            for note in plan["notes"]:
-                console.print(f"  [dim]{note}[/]")
-        for warning in local["warnings"]:
-            console.print(f"[yellow]warning (local)[/]: {warning}")
+        if preview.request is None and preview.settings is None:
+            what = f": plan not resolved: {preview.reason}" if preview.reason else ""
+            console.print(f"[bold]{escape(preview.title)}[/]{escape(what)}")
+        for note in preview.notes:
+            console.print(f"  [dim]{escape(note)}[/]")
+        for warning in report[name]["warnings"]:
+            console.print(f"[yellow]warning ({name})[/]: {escape(warning)}")
 
 
 @spec.command("check")
 @click.argument("spec_file", metavar="SPEC")
 @click.option(
     "--backend",
-    type=click.Choice(_BACKENDS),
+    type=BackendChoice(),
     default=None,
-    help="Check for this backend only (default: show both, warnings for each).",
+    help="Check for this backend only (default: show every backend, warnings for each).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def check(spec_file: str, backend: str | None, as_json: bool) -> None:
@@ -177,8 +155,8 @@ def check(spec_file: str, backend: str | None, as_json: bool) -> None:
     job = load_spec(spec_file)
     if backend is not None:
         job = job.for_backend(backend)
-    report = build_report(job, (backend,) if backend else _BACKENDS)
+    report = build_report(job, (backend,) if backend else _default_backends(job.backend))
     if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({k: v for k, v in report.items() if k != "_previews"}, indent=2, ensure_ascii=False))
     else:
         _render(report)

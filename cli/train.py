@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from tuneport.cli._options import BackendChoice
+
 __all__ = ["train"]
 
 
@@ -23,7 +25,7 @@ __all__ = ["train"]
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option(
     "--backend",
-    type=click.Choice(["openai", "local"]),
+    type=BackendChoice(),
     default=None,
     help="Where to train (default: the spec's `backend`, which defaults to local).",
 )
@@ -31,11 +33,12 @@ __all__ = ["train"]
 @click.option("--wait", is_flag=True, help="Wait silently until the job ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job object as JSON (for scripts).")
 @click.option(
-    "--yes", "-y", is_flag=True, help="Start a paid (OpenAI) job without asking; required with --json there."
+    "--yes", "-y", is_flag=True, help="Start a paid (hosted) job without asking; required with --json there."
 )
 def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json: bool, yes: bool) -> None:
     """Start a fine-tuning job from SPEC (YAML or TOML); print its id."""
     from tuneport.cli.jobs import finish, follow_job, get_backend
+    from tuneport.providers.registry import provider_class
     from tuneport.spec.jobspec import load_spec
     from tuneport.spec.mapping import check_spec
 
@@ -46,9 +49,10 @@ def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json
         spec = spec.for_backend(backend)
     for warning in check_spec(spec):
         click.echo(f"warning: {warning}", err=True)
-    if spec.backend == "openai":
+    backend = provider_class(spec.backend)
+    if backend.paid:
         confirm_paid_job(spec, yes=yes, as_json=as_json)
-    with get_backend(spec.backend) as provider, _upload_bar(enabled=spec.backend == "openai" and not as_json) as bar:
+    with get_backend(spec.backend) as provider, _upload_bar(enabled=backend.paid and not as_json) as bar:
         job = provider.start(spec, progress=bar)
         if not (follow or wait):
             if as_json:
@@ -66,42 +70,27 @@ def train(spec_path: str, backend: str | None, follow: bool, wait: bool, as_json
         finish(provider, job, as_json=as_json)  # exit 11 if it failed; says how to resume if it paused
 
 
-def paid_job_estimate(spec) -> dict | None:
-    """Billed tokens and price of the spec's training file on OpenAI (None when the file is already an OpenAI id)."""
-    from tuneport.data.validate import validate_file
+def paid_job_estimate(spec: Any) -> dict | None:
+    """Billed tokens and price of the spec's training file on its backend (None when nothing can be counted)."""
+    from tuneport.providers.registry import provider_class
 
-    path = spec.training_path
-    if path is None:
-        return None
-    n_epochs = spec.hyperparameters.n_epochs
-    method = "dpo" if spec.method.type == "dpo" else "sft"
-    report = validate_file(
-        path, model=spec.model, method=method, n_epochs=n_epochs if isinstance(n_epochs, int) else None
-    )
-    report.raise_for_errors()  # never ask to pay for a job on data that fails validation
-    stats = report.stats
-    price = stats.estimated_price_usd
-    return {
-        "file": str(path),
-        "model": spec.model,
-        "examples": stats.examples,
-        "n_epochs": stats.n_epochs,
-        "billed_tokens": stats.billed_tokens,
-        "estimated_price_usd": None if price is None else float(price),
-    }
+    estimate = provider_class(spec.backend).estimate(spec)
+    return None if estimate is None else estimate.to_dict()
 
 
-def confirm_paid_job(spec, *, yes: bool, as_json: bool) -> None:
-    """Show what an OpenAI job will bill and ask before starting it (``--yes`` skips; ``--json`` never prompts).
+def confirm_paid_job(spec: Any, *, yes: bool, as_json: bool) -> None:
+    """Show what a hosted job will bill and ask before starting it (``--yes`` skips; ``--json`` never prompts).
 
     Why: a hosted job is paid the moment it starts, and a dataset that is larger than expected (or an epoch count
     left on "auto") can cost many times what the user had in mind.
     """
     from tuneport.errors import SpecError
+    from tuneport.providers.registry import provider_class
 
+    label = provider_class(spec.backend).label or spec.backend
     if as_json and not yes:
         raise SpecError(
-            "--json never prompts, and starting an OpenAI job costs money: confirm it with --yes",
+            f"--json never prompts, and starting a job on {label} costs money: confirm it with --yes",
             hint="Run `tuneport data stats FILE --model MODEL` to see the estimate, then add --yes.",
             exit_code=2,
         )
@@ -110,13 +99,13 @@ def confirm_paid_job(spec, *, yes: bool, as_json: bool) -> None:
         price = estimate["estimated_price_usd"]
         cost = f"about ${price:,.2f}" if price is not None else "unknown (no price known for this model)"
         click.echo(
-            f"OpenAI will bill about {estimate['billed_tokens']:,} training tokens "
+            f"{label} will bill about {estimate['billed_tokens']:,} training tokens "
             f"({estimate['examples']:,} examples x {estimate['n_epochs']} epochs of {estimate['file']}): {cost}.",
             err=True,
         )
     if yes:
         return
-    if not click.confirm("Start this paid fine-tuning job on OpenAI?", default=False, err=True):
+    if not click.confirm(f"Start this paid fine-tuning job on {label}?", default=False, err=True):
         raise click.Abort()
 
 

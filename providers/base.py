@@ -10,6 +10,17 @@ rules are OpenAI's, so a caller (the CLI, the evaluation, the local API server) 
 - :meth:`Provider.checkpoints` pages the same way.
 
 A backend implements the abstract methods; ``wait``, ``iter_events``, ``follow`` and ``start`` come for free.
+
+Everything the rest of tuneport needs to know about a backend *before* or *after* a job is asked of the backend
+class, so no caller tests a backend's name (the third-backend test in ``tests/providers`` holds this seam):
+
+- :meth:`Provider.check_spec` and :meth:`Provider.preview`: what ``tuneport spec check`` says of a spec on it;
+- :meth:`Provider.estimate`: the pre-launch estimate (billed tokens, $) that ``tuneport train`` shows and, for a
+  :attr:`Provider.paid` backend, asks to confirm;
+- :meth:`Provider.finished_job_endpoint`: where a succeeded job's model answers, from configuration alone;
+- :attr:`Provider.billing`, :meth:`Provider.inference_prices` and :meth:`Provider.owns_base_url`: how its
+  endpoints and jobs are priced;
+- :attr:`Provider.secret_env`: the environment variables holding its credentials (never logged or stored).
 """
 
 from __future__ import annotations
@@ -17,9 +28,10 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from tuneport.errors import (  # noqa: F401 - re-exported: providers raise these
     InvalidFileError,
@@ -42,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = [
     "Provider",
     "Endpoint",
+    "SpecPreview",
+    "LaunchEstimate",
+    "TokenPrices",
     "ProgressCallback",
     "InvalidFileError",
     "WaitTimeoutError",
@@ -67,6 +82,57 @@ class Endpoint:
     job_id: str | None = None
 
 
+@dataclass
+class SpecPreview:
+    """What a spec becomes on one backend, for ``tuneport spec check``.
+
+    ``data`` is what ``--json`` shows under the backend's name (for example OpenAI's ``create_body``, the local
+    ``plan``); ``request`` is shown as JSON under ``title`` (the request the backend will receive) and ``settings``
+    as a table (a resolved plan); ``notes`` are printed under them, ``reason`` says why a part could not be
+    resolved yet.
+    """
+
+    title: str
+    data: dict[str, Any] = field(default_factory=dict)
+    request: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LaunchEstimate:
+    """What a job will bill before it starts: the training file's billed tokens and, when known, the price."""
+
+    file: str
+    model: str
+    examples: int
+    n_epochs: int
+    billed_tokens: int
+    price_usd: Decimal | None
+    price_source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "model": self.model, "examples": self.examples, "n_epochs": self.n_epochs,
+            "billed_tokens": self.billed_tokens,
+            "estimated_price_usd": None if self.price_usd is None else float(self.price_usd),
+            "price_source": self.price_source,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TokenPrices:
+    """What calling one model on a backend costs per 1M tokens, with where the figures come from."""
+
+    model: str
+    input_per_1m: Decimal
+    output_per_1m: Decimal
+    source: str
+    as_of: str
+    note: str = ""
+
+
 def job_failure(job: FineTuningJob, *, files: Mapping[str, str] | None = None) -> JobFailedError:
     """The error for a job that ended ``failed``: the provider's message, and the file when the file was at fault.
 
@@ -90,6 +156,14 @@ class Provider(ABC):
 
     #: the registry name (``"openai"``, ``"local"``)
     name: ClassVar[str] = ""
+    #: how people call it in messages ("OpenAI", "this machine")
+    label: ClassVar[str] = ""
+    #: True when starting a job costs money: ``tuneport train`` shows :meth:`estimate` and asks first
+    paid: ClassVar[bool] = False
+    #: how its jobs and endpoints are priced: by the tokens billed, or by the hour of the machine they run on
+    billing: ClassVar[Literal["tokens", "hourly"]] = "hourly"
+    #: environment variables that hold this backend's credentials (redacted everywhere, never stored)
+    secret_env: ClassVar[tuple[str, ...]] = ()
     #: seconds between status polls in :meth:`wait` and :meth:`follow`
     poll_interval: float = 10.0
 
@@ -141,9 +215,63 @@ class Provider(ABC):
     ) -> ListPage[FineTuningJobCheckpoint]:
         """One page of the job's checkpoints, newest first."""
 
-    @abstractmethod
+    # -- what the rest of tuneport asks of a backend, without a job -------------------------------------------
+    @classmethod
+    def check_spec(cls, spec: JobSpec) -> list[str]:
+        """Warnings for running ``spec`` here: settings this backend ignores or cannot honour, a model it is
+        unlikely to accept. Raises :class:`~tuneport.errors.SpecError` for what it refuses outright."""
+        return []
+
+    @classmethod
+    def preview(cls, spec: JobSpec, files: Mapping[str, Mapping[str, Any]]) -> SpecPreview:
+        """What ``spec`` becomes here, without starting anything. ``files`` is ``spec check``'s view of the
+        spec's files (``{"training_file": {"kind": "local"|"openai_file_id", "examples": N, ...}}``)."""
+        return SpecPreview(title=f"{cls.label or cls.name}: the spec as given", data={"spec": spec.to_dict()})
+
+    @classmethod
+    def estimate(cls, spec: JobSpec) -> LaunchEstimate | None:
+        """Billed tokens and price of the job before it starts (None where nothing is billed per token). A paid
+        backend validates the data here: nobody is asked to pay for a job on data that fails validation."""
+        return None
+
+    @classmethod
+    def finished_job_endpoint(cls, job_id: str, fine_tuned_model: str) -> Endpoint:
+        """Where a succeeded job's model answers, from configuration alone (no request is made)."""
+        raise NotSupportedError(f"the {cls.name} backend does not say where its fine-tuned models answer")
+
+    @classmethod
+    def inference_prices(cls, model: str) -> TokenPrices | None:
+        """Per-token prices of ``model`` on this backend's endpoints (None: unknown, or priced by the hour)."""
+        return None
+
+    @classmethod
+    def owns_base_url(cls, base_url: str) -> bool:
+        """Whether an endpoint at ``base_url`` is this backend's hosted API (so it is priced as such)."""
+        return False
+
+    @classmethod
+    def job_from_store(cls, row: Mapping[str, Any], store: Any) -> FineTuningJob:
+        """The job as ``tuneport jobs list`` shows it from the store's row, without a network call (hosted jobs
+        as last synced). A backend that can tell more from this machine (the local one: a runner that died)
+        overrides it."""
+        from tuneport.jobs.objects import FineTuningJob
+
+        return FineTuningJob(
+            id=row["id"], created_at=row.get("created_at") or 0, model=row.get("model") or "",
+            status=row["status"], error=row.get("error"), fine_tuned_model=row.get("fine_tuned_model"),
+            finished_at=row.get("finished_at"), trained_tokens=row.get("trained_tokens"),
+            training_file=row.get("training_file") or "", validation_file=row.get("validation_file"),
+            metadata=row.get("metadata"), seed=row.get("seed"), result_files=row.get("result_files") or [],
+        )  # fmt: skip
+
     def endpoint(self, job: FineTuningJob) -> Endpoint:
         """Where the finished job's model can be called (raises if the job has produced no model)."""
+        if job.status != "succeeded" or not job.fine_tuned_model:
+            raise ProviderError(
+                f"job {job.id} is {job.status}: it has no fine-tuned model yet",
+                hint=f"`tuneport jobs wait {job.id}` waits for it to finish.",
+            )
+        return self.finished_job_endpoint(job.id, job.fine_tuned_model)
 
     # -- built on the above -----------------------------------------------------------------------------------
     def start(self, spec: JobSpec, *, progress: ProgressCallback | None = None) -> FineTuningJob:

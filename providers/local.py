@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneport.errors import DataError, ProviderError, StoreError
 from tuneport.local_backend.training import jobs as J
-from tuneport.providers.base import Endpoint, ProgressCallback, Provider
+from tuneport.providers.base import Endpoint, ProgressCallback, Provider, SpecPreview
 
 if TYPE_CHECKING:
     from tuneport.jobs.objects import (
@@ -78,7 +78,54 @@ class LocalProvider(Provider):
     """
 
     name = "local"
+    label = "this machine"
     poll_interval = 1.0
+    billing = "hourly"
+
+    # -- what tuneport asks of the backend before and after a job (see Provider) ------------------------------
+    @classmethod
+    def check_spec(cls, spec: JobSpec) -> list[str]:
+        from tuneport.spec.mapping import local_warnings
+
+        return local_warnings(spec)
+
+    @classmethod
+    def preview(cls, spec: JobSpec, files: Mapping[str, Mapping[str, Any]]) -> SpecPreview:
+        """The local trainer's plan: what each "auto" becomes for this training file."""
+        from tuneport.spec.mapping import resolve_local_hyperparameters
+
+        training = files.get("training_file") or {}
+        data: dict[str, Any] = {"plan": None}
+        n_examples = training.get("examples")
+        if n_examples:
+            try:
+                plan = resolve_local_hyperparameters(spec, n_examples).to_dict()
+            except DataError as exc:  # pragma: no cover - n_examples >= 1 here
+                data["reason"] = exc.message
+            else:
+                data["plan"] = plan
+                settings = {k: v for k, v in plan.items() if k != "notes"}
+                return SpecPreview(title="Local trainer plan", data=data, settings=settings,
+                                   notes=list(plan.get("notes") or []))  # fmt: skip
+        elif training.get("kind") == "openai_file_id":
+            data["reason"] = (
+                "training_file is an OpenAI file id: the local plan needs the examples "
+                "(`tuneport import openai` downloads them)"
+            )
+        else:
+            data["reason"] = "training_file has no examples"
+        return SpecPreview(title="Local trainer", data=data, reason=data["reason"])
+
+    @classmethod
+    def job_from_store(cls, row: Mapping[str, Any], store: Any) -> FineTuningJob:
+        """The job with its runner checked: one that died shows as interrupted."""
+        return cls(store=store).get(row["id"])
+
+    @classmethod
+    def finished_job_endpoint(cls, job_id: str, fine_tuned_model: str) -> Endpoint:
+        """Where ``tuneport serve`` answers for the job's model (``TUNEPORT_LOCAL_BASE_URL``), with no key."""
+        base_url = os.environ.get("TUNEPORT_LOCAL_BASE_URL", DEFAULT_LOCAL_BASE_URL)
+        return Endpoint(base_url=base_url, model=fine_tuned_model, kind=cls.name, job_id=job_id)
 
     def __init__(self, *, store: Any = None, launch: bool = True) -> None:
         self._store = store
@@ -380,16 +427,6 @@ class LocalProvider(Provider):
             metrics=r["metrics"] or {"step": r["step"]},
             path=r["path"],
         )
-
-    def endpoint(self, job: FineTuningJob) -> Endpoint:
-        """Where ``tuneport serve`` answers for this job's model (base + adapter, or the merged model)."""
-        if job.status != "succeeded" or not job.fine_tuned_model:
-            raise ProviderError(
-                f"job {job.id} is {job.status}: it has no fine-tuned model yet",
-                hint=f"`tuneport jobs wait {job.id}`",
-            )
-        base_url = os.environ.get("TUNEPORT_LOCAL_BASE_URL", DEFAULT_LOCAL_BASE_URL)
-        return Endpoint(base_url=base_url, model=job.fine_tuned_model, kind="local", job_id=job.id)
 
     # -- objects ------------------------------------------------------------------------------------------------
 

@@ -53,7 +53,14 @@ from tuneport.jobs.objects import (
     Upload,
     UploadPart,
 )
-from tuneport.providers.base import Endpoint, ProgressCallback, Provider
+from tuneport.providers.base import (
+    Endpoint,
+    LaunchEstimate,
+    ProgressCallback,
+    Provider,
+    SpecPreview,
+    TokenPrices,
+)
 
 if TYPE_CHECKING:
     from tuneport.jobs.store import Store
@@ -178,6 +185,79 @@ class OpenAIProvider(Provider):
     """
 
     name = "openai"
+    label = "OpenAI"
+    paid = True
+    billing = "tokens"
+    secret_env = ("OPENAI_API_KEY",)
+
+    # -- what tuneport asks of the backend before and after a job (see Provider) ------------------------------
+    @classmethod
+    def check_spec(cls, spec: JobSpec) -> list[str]:
+        from tuneport.spec.mapping import openai_warnings
+
+        return openai_warnings(spec)
+
+    @classmethod
+    def preview(cls, spec: JobSpec, files: Mapping[str, Mapping[str, Any]]) -> SpecPreview:
+        """The create-job request the spec becomes (local files shown as the ids they get after upload)."""
+        from tuneport.spec.mapping import to_openai_create_body
+
+        def file_id(name: str) -> str | None:
+            info = files.get(name)
+            if info is None or info.get("kind") == "openai_file_id":
+                return None
+            return f"<file id of {Path(str(info['value'])).name} after upload>"
+
+        body = to_openai_create_body(spec, file_id("training_file"), file_id("validation_file"))
+        return SpecPreview(title="OpenAI: POST /v1/fine_tuning/jobs", data={"create_body": body}, request=body)
+
+    @classmethod
+    def estimate(cls, spec: JobSpec) -> LaunchEstimate | None:
+        """Billed tokens and price of the training file (None when the file is already an OpenAI file id)."""
+        from tuneport.data.validate import validate_file
+
+        path = spec.training_path
+        if path is None:
+            return None
+        n_epochs = spec.hyperparameters.n_epochs
+        method = "dpo" if spec.method.type == "dpo" else "sft"
+        report = validate_file(
+            path, model=spec.model, method=method, n_epochs=n_epochs if isinstance(n_epochs, int) else None
+        )
+        report.raise_for_errors()  # never ask to pay for a job on data that fails validation
+        stats = report.stats
+        return LaunchEstimate(
+            file=str(path), model=spec.model, examples=stats.examples, n_epochs=stats.n_epochs,
+            billed_tokens=stats.billed_tokens, price_usd=stats.estimated_price_usd,
+            price_source=stats.price_source,
+        )  # fmt: skip
+
+    @classmethod
+    def finished_job_endpoint(cls, job_id: str, fine_tuned_model: str) -> Endpoint:
+        """OpenAI serves a fine-tuned model on the same API (``OPENAI_BASE_URL``), with the same key."""
+        base_url = (os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        return Endpoint(base_url=base_url, model=fine_tuned_model, api_key_env="OPENAI_API_KEY",
+                        kind=cls.name, job_id=job_id)  # fmt: skip
+
+    @classmethod
+    def inference_prices(cls, model: str) -> TokenPrices | None:
+        """The catalog's per-token prices for ``model`` (an ``ft:`` id is priced as its fine-tuned base)."""
+        from tuneport.cost.catalog import lookup_model
+
+        info = lookup_model(model)
+        prices = info.inference_per_1m if info else {}
+        if not info or "input" not in prices or "output" not in prices:
+            return None
+        note = (
+            "catalog price of the fine-tuned model" if model.startswith("ft:") else
+            "the catalog lists fine-tuned inference prices; the base model's own price may be lower"
+        )  # fmt: skip
+        return TokenPrices(model=info.id, input_per_1m=prices["input"], output_per_1m=prices["output"],
+                           source=info.source, as_of=info.as_of, note=note)  # fmt: skip
+
+    @classmethod
+    def owns_base_url(cls, base_url: str) -> bool:
+        return "api.openai.com" in base_url
 
     def __init__(
         self,

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuneport.errors import ProviderError
+from tuneport.providers.base import Provider
 
-if TYPE_CHECKING:
-    from tuneport.providers.base import Provider
-
-__all__ = ["register_provider", "get_provider", "provider_class", "provider_names", "list_stored_jobs"]
+__all__ = [
+    "register_provider",
+    "get_provider",
+    "provider_class",
+    "provider_names",
+    "backend_for_url",
+    "backend_for_endpoint",
+    "secret_env_names",
+    "list_stored_jobs",
+]
 
 _ENTRY_POINT_GROUP = "tuneport.providers"
 
@@ -80,6 +87,38 @@ def get_provider(name: str, **options: Any) -> Provider:
     return provider_class(name)(**options)
 
 
+def backend_for_url(base_url: str) -> str | None:
+    """The backend whose hosted API ``base_url`` is (``"openai"`` for api.openai.com), or None."""
+    for name in provider_names():
+        try:
+            if provider_class(name).owns_base_url(base_url):
+                return name
+        except ProviderError:  # a plugin that cannot load owns nothing
+            continue
+    return None
+
+
+def backend_for_endpoint(kind: str | None, base_url: str | None) -> type[Provider] | None:
+    """The backend that serves an endpoint: its ``kind`` when that names a backend, else the one whose hosted API
+    the URL is; None for a plain URL (a self-hosted server, priced by the hour)."""
+    _load_entry_points()
+    if kind and kind in _REGISTRY:
+        return provider_class(kind)
+    name = backend_for_url(base_url or "")
+    return provider_class(name) if name else None
+
+
+def secret_env_names() -> tuple[str, ...]:
+    """Every environment variable a registered backend keeps credentials in (for redaction)."""
+    names: list[str] = []
+    for name in provider_names():
+        try:
+            names.extend(provider_class(name).secret_env)
+        except ProviderError:
+            continue
+    return tuple(dict.fromkeys(names))
+
+
 def _describe(target: type | str) -> str:
     return target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
 
@@ -104,29 +143,19 @@ def list_stored_jobs(
     """Every backend's jobs from the local store, newest first, without a network call: local jobs as their
     provider shows them (interrupted runners detected), hosted ones as last synced. Returns
     ``([(backend, FineTuningJob), ...], has_more)``."""
-    from tuneport.jobs.objects import FineTuningJob
     from tuneport.jobs.store import Store
 
     own = store is None
     store = store or Store()
     try:
         rows = store.list_jobs(after=after, limit=limit + 1)
-        local = None
         jobs = []
         for row in rows[:limit]:
-            if row["backend"] == "local":
-                if local is None:
-                    local = get_provider("local", store=store)
-                job = local.get(row["id"])
-            else:
-                job = FineTuningJob(
-                    id=row["id"], created_at=row.get("created_at") or 0, model=row.get("model") or "",
-                    status=row["status"], error=row.get("error"), fine_tuned_model=row.get("fine_tuned_model"),
-                    finished_at=row.get("finished_at"), trained_tokens=row.get("trained_tokens"),
-                    training_file=row.get("training_file") or "", validation_file=row.get("validation_file"),
-                    metadata=row.get("metadata"), seed=row.get("seed"), result_files=row.get("result_files") or [],
-                )  # fmt: skip
-            jobs.append((row["backend"], job))
+            try:
+                backend = provider_class(row["backend"])
+            except ProviderError:  # a plugin that is not installed here any more: show the job as last stored
+                backend = Provider
+            jobs.append((row["backend"], backend.job_from_store(row, store)))
         return jobs, len(rows) > limit
     finally:
         if own:

@@ -14,7 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tuneport.endpoints.client import OPENAI_BASE_URL, ChatEndpoint, EndpointError, check_base_url
+from tuneport.endpoints.client import ChatEndpoint, EndpointError, check_base_url
+from tuneport.providers.registry import backend_for_url, provider_class, provider_names
 
 if TYPE_CHECKING:
     from tuneport.jobs.store import Row, Store
@@ -27,7 +28,8 @@ __all__ = [
     "check_endpoint_name",
 ]
 
-_KINDS = ("openai", "local", "url")
+#: an endpoint's kind is the backend that serves it (so it is priced as that backend prices), or plain "url"
+URL_KIND = "url"
 _BAD_NAME = re.compile(r"\s|#|://")
 
 
@@ -64,10 +66,11 @@ def add_endpoint(
         raise EndpointError(
             f"Endpoint {name!r} needs a model.", hint="--model tiny-chat, --model gpt-4o-mini, ..."
         )
+    kinds = (*provider_names(), URL_KIND)
     if kind is None:
-        kind = "openai" if "api.openai.com" in base else "url"
-    if kind not in _KINDS:
-        raise EndpointError(f"Unknown endpoint kind {kind!r}.", hint=f"One of: {', '.join(_KINDS)}.")
+        kind = backend_for_url(base) or URL_KIND
+    if kind not in kinds:
+        raise EndpointError(f"Unknown endpoint kind {kind!r}.", hint=f"One of: {', '.join(kinds)}.")
     return store.add_endpoint(
         name, base_url=base, model=model.strip(), kind=kind, api_key_env=api_key_env or None, job_id=job_id,
         replace=replace,
@@ -94,9 +97,10 @@ def remove_endpoint(store: Store, name: str) -> None:
 def register_job_endpoint(store: Store, job: Mapping[str, Any] | Any) -> Row:
     """Save a succeeded job's endpoint under its fine-tuned model's name, so ``tuneport chat NAME`` just works.
 
-    ``job`` is a store row (``store.get_job(id)``) or a :class:`~tuneport.jobs.objects.FineTuningJob`. Local jobs point
-    at ``TUNEPORT_LOCAL_BASE_URL`` (default http://127.0.0.1:8000/v1, where ``tuneport serve`` listens) with no key;
-    hosted OpenAI jobs at ``OPENAI_BASE_URL`` (default https://api.openai.com/v1) with ``OPENAI_API_KEY``.
+    ``job`` is a store row (``store.get_job(id)``) or a :class:`~tuneport.jobs.objects.FineTuningJob`. Where the
+    model answers is the job's backend's to say (:meth:`~tuneport.providers.base.Provider.finished_job_endpoint`:
+    local jobs at ``TUNEPORT_LOCAL_BASE_URL``, where ``tuneport serve`` listens, with no key; OpenAI jobs at
+    ``OPENAI_BASE_URL`` with ``OPENAI_API_KEY``; a plugin backend wherever it says).
     Idempotent: registering the same job again updates its endpoint. If a *different* endpoint already holds the
     name (one the user saved by hand), it is left alone and this one is saved as ``NAME@JOB_SUFFIX``.
     """
@@ -107,17 +111,15 @@ def register_job_endpoint(store: Store, job: Mapping[str, Any] | Any) -> Row:
             f"Job {job_id} is {status}: it has no fine-tuned model to register yet.",
             hint=f"`tuneport jobs wait {job_id}`, then register it.",
         )
-    backend = get("backend")
-    if backend is None:  # a FineTuningJob: local jobs carry a `local` section
-        backend = "local" if getattr(job, "local", None) else "openai"
-    if backend == "local":
-        from tuneport.providers.local import DEFAULT_LOCAL_BASE_URL
-
-        base_url = os.environ.get("TUNEPORT_LOCAL_BASE_URL", DEFAULT_LOCAL_BASE_URL)
-        endpoint = ChatEndpoint(model, check_base_url(base_url), model, None, "local", job_id)
-    else:
-        base_url = os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
-        endpoint = ChatEndpoint(model, check_base_url(base_url), model, "OPENAI_API_KEY", "openai", job_id)
+    backend = get("backend") or ("local" if getattr(job, "local", None) else None)
+    if backend is None:
+        raise EndpointError(
+            f"Job {job_id} does not say which backend ran it.",
+            hint="Register it from the store's row (`store.get_job(id)`), which records the backend.",
+        )
+    found = provider_class(backend).finished_job_endpoint(job_id, model)
+    endpoint = ChatEndpoint(model, check_base_url(found.base_url), found.model, found.api_key_env,
+                            found.kind or backend, job_id)  # fmt: skip
     name = model
     existing = store.get_endpoint(name)
     if existing is not None and job_id not in (

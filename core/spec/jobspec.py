@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tuneport.errors import SpecError
+from tuneport.providers.registry import provider_names
 
 __all__ = [
     "JobSpec",
@@ -62,12 +63,11 @@ __all__ = [
     "load_spec",
     "spec_hash",
     "is_openai_file_id",
-    "BACKENDS",
+    "backend_names",
     "METHOD_TYPES",
 ]
 
 AUTO = "auto"
-BACKENDS = ("local", "openai")
 METHOD_TYPES = ("supervised", "dpo")
 FINETUNING_TYPES = ("lora", "qlora", "full")
 QUANTIZATIONS = ("none", "4bit", "8bit")
@@ -190,6 +190,20 @@ def _choice(options: Iterable[str], *, nullable: bool = False) -> PlainValidator
             if close:
                 message += f'; did you mean "{close[0]}"?'
         raise _fail(message)
+
+    return PlainValidator(check)
+
+
+def backend_names() -> tuple[str, ...]:
+    """The backends a spec may name: exactly those the provider registry knows (built-in and plugins)."""
+    return tuple(provider_names())
+
+
+def _backend_choice() -> PlainValidator:
+    """``backend``: checked against the registry when a spec is validated, so a plugin backend is accepted."""
+
+    def check(value: Any) -> Any:
+        return _choice(backend_names()).func(value)
 
     return PlainValidator(check)
 
@@ -457,7 +471,7 @@ class JobSpec(_Model):
         AfterValidator(_metadata_size),
     ] = None
     integrations: list[Integration] | None = None
-    backend: Annotated[Literal["local", "openai"], _choice(BACKENDS)] = "local"
+    backend: Annotated[str, _backend_choice()] = "local"
     local: LocalSettings = Field(default_factory=LocalSettings)
 
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -560,8 +574,9 @@ class JobSpec(_Model):
 
     def for_backend(self, backend: str) -> JobSpec:
         """The same spec with ``backend`` replaced (what ``--backend`` on the command line does)."""
-        if backend not in BACKENDS:
-            raise SpecError(f'backend: must be one of {", ".join(BACKENDS)} (got "{backend}")')
+        names = backend_names()
+        if backend not in names:
+            raise SpecError(f'backend: must be one of {", ".join(names)} (got "{backend}")')
         return self.model_copy(update={"backend": backend})
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tuneport.errors import DataError, SpecError
+from tuneport.providers.registry import provider_class, provider_names
 from tuneport.spec.jobspec import SEED_MAX, JobSpec, LocalSettings, is_openai_file_id, spec_hash
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "resolve_local_hyperparameters",
     "to_openai_create_body",
     "check_spec",
+    "openai_warnings",
+    "local_warnings",
     "auto_n_epochs",
     "auto_batch_size",
     "base_learning_rate",
@@ -398,39 +401,46 @@ def check_spec(spec: JobSpec, backend: str | None = None) -> list[str]:
 
     Errors (impossible combinations) are raised while loading; these are the things that work but not as the
     spec might suggest: settings the backend ignores, a model the backend is unlikely to accept, resources the
-    machine may lack. Each warning names the field and what happens instead.
+    machine may lack. Each warning names the field and what happens instead. What is backend-specific comes from
+    the backend itself (:meth:`tuneport.providers.base.Provider.check_spec`).
     """
     backend = backend or spec.backend
-    if backend not in ("openai", "local"):
-        raise SpecError(f'backend: must be one of local, openai (got "{backend}")')
+    names = provider_names()
+    if backend not in names:
+        raise SpecError(f'backend: must be one of {", ".join(names)} (got "{backend}")')
     warnings: list[str] = []
     if spec.validation_file is not None and spec.validation_file == spec.training_file:
         warnings.append("validation_file is the training file: validation metrics will not show overfitting")
+    return warnings + provider_class(backend).check_spec(spec)
 
-    if backend == "openai":
-        base = openai_base_model(spec.model)
-        if base is None:
-            known = ", ".join(a[0] for a in OPENAI_FINE_TUNABLE_MODELS.values())
-            warnings.append(
-                f'model: "{spec.model}" is not a model OpenAI is known to fine-tune; expect the API to refuse it '
-                f"(known: {known}, their dated snapshots, and ft: models built on them)"
-            )
-        elif spec.method.type == "dpo" and base not in OPENAI_DPO_MODELS:
-            warnings.append(
-                f'method: OpenAI does not offer DPO for "{spec.model}"; use a gpt-4o or gpt-4.1 model'
-            )
-        if spec.local.learning_rate is not None:
-            warnings.append(
-                f"local.learning_rate ({spec.local.learning_rate:g}) is not sent: OpenAI takes no absolute "
-                "learning rate and does not publish the base its multiplier scales; it gets "
-                f"learning_rate_multiplier={spec.hyperparameters.learning_rate_multiplier} instead"
-            )
-        ignored = [f"local.{n}" for n in _changed_local_fields(spec) if n != "learning_rate"]
-        if ignored:
-            warnings.append(f"ignored by OpenAI (local-only settings): {', '.join(ignored)}")
-        return warnings
 
-    # local
+def openai_warnings(spec: JobSpec) -> list[str]:
+    """What OpenAI's fine-tuning API will not do as the spec says (see :func:`check_spec`)."""
+    warnings: list[str] = []
+    base = openai_base_model(spec.model)
+    if base is None:
+        known = ", ".join(a[0] for a in OPENAI_FINE_TUNABLE_MODELS.values())
+        warnings.append(
+            f'model: "{spec.model}" is not a model OpenAI is known to fine-tune; expect the API to refuse it '
+            f"(known: {known}, their dated snapshots, and ft: models built on them)"
+        )
+    elif spec.method.type == "dpo" and base not in OPENAI_DPO_MODELS:
+        warnings.append(f'method: OpenAI does not offer DPO for "{spec.model}"; use a gpt-4o or gpt-4.1 model')
+    if spec.local.learning_rate is not None:
+        warnings.append(
+            f"local.learning_rate ({spec.local.learning_rate:g}) is not sent: OpenAI takes no absolute "
+            "learning rate and does not publish the base its multiplier scales; it gets "
+            f"learning_rate_multiplier={spec.hyperparameters.learning_rate_multiplier} instead"
+        )
+    ignored = [f"local.{n}" for n in _changed_local_fields(spec) if n != "learning_rate"]
+    if ignored:
+        warnings.append(f"ignored by OpenAI (local-only settings): {', '.join(ignored)}")
+    return warnings
+
+
+def local_warnings(spec: JobSpec) -> list[str]:
+    """What the local trainer will not do as the spec says (see :func:`check_spec`)."""
+    warnings: list[str] = []
     if spec.model.startswith(("ft:", "gpt-", "o1", "o3", "o4", "davinci-", "babbage-")):
         warnings.append(
             f'model: "{spec.model}" is an OpenAI model with no downloadable weights; the local backend needs an '
