@@ -1,6 +1,6 @@
 """``tuneport cost ...``: what training and inference cost, hosted vs self-hosted, with every input shown.
 
-Parse, call :mod:`tuneport.cost.estimates`, render (plain lines, or ``--json``), and record each computed figure in the
+Parse, call the :mod:`tuneport.cost` modules (training, inference, figures), render (plain lines, or ``--json``), and record each computed figure in the
 store's ``costs`` table. The validator, the store and matplotlib load only when a command runs.
 """
 
@@ -84,8 +84,9 @@ def train_cmd(file: str, model: str, epochs: int | None, method: str, tokens_per
               no_record: bool, as_json: bool) -> None:  # fmt: skip
     """Estimate what training on FILE costs before launch: hosted (billed tokens x epochs x price) and, with a
     throughput and hardware, locally (tokens / tokens-per-second x $/hour)."""
-    from tuneport.cost import estimates as costs
+    from tuneport.cost import figures, records, training
     from tuneport.cost.catalog import lookup_model
+    from tuneport.cost.inference import parse_tokens_per_second
     from tuneport.data.validate import validate_file
     from tuneport.errors import SpecError
 
@@ -99,26 +100,26 @@ def train_cmd(file: str, model: str, epochs: int | None, method: str, tokens_per
                         hint="Add --tokens-per-second X or --from-job JOB_ID.")  # fmt: skip
     hosted_model = lookup_model(model) is not None
     if not hosted_model and not wants_local:
-        raise costs._unknown_model(model)
+        raise training.unknown_model(model)
     report = validate_file(file, model=model, method=method, n_epochs=epochs)
     stats = report.stats
     store = None if no_record else _store()
-    sha = costs.file_sha256(file)
+    sha = records.file_sha256(file)
     hosted = local = None
     recorded = []
     if hosted_model:
-        hosted = costs.hosted_training_estimate(stats, errors=report.errors)
+        hosted = training.hosted_training_estimate(stats, errors=report.errors)
         if store is not None:
             recorded.append(
-                costs.record_figure(store, "train_estimate_hosted", hosted, dataset_sha256=sha)["id"]
+                records.record_figure(store, "train_estimate_hosted", hosted, dataset_sha256=sha)["id"]
             )
     if wants_local:
-        rate = costs.hourly_rate(gpu, cloud, hourly, count=count)
+        rate = figures.hourly_rate(gpu, cloud, hourly, count=count)
         if from_job is not None:
             job = (store or _store()).get_job(from_job)
             if job is None:
                 raise _no_job(from_job)
-            tps, tp_inputs = costs.throughput_from_job(job)
+            tps, tp_inputs = training.throughput_from_job(job)
             ran_on = (tp_inputs.get("device") or "cpu").split(":")[0]
             if (ran_on == "cpu") != ((gpu or "cpu") == "cpu") and hourly is None:
                 raise SpecError(
@@ -127,11 +128,11 @@ def train_cmd(file: str, model: str, epochs: int | None, method: str, tokens_per
                     "hardware (e.g. from a short run there).",
                 )
         else:
-            tps, tp_inputs = costs._positive(tokens_per_second, "--tokens-per-second"), None
-        local = costs.local_training_estimate(stats.billed_tokens, tps, rate, throughput_inputs=tp_inputs)
+            tps, tp_inputs = parse_tokens_per_second(tokens_per_second), None
+        local = training.local_training_estimate(stats.billed_tokens, tps, rate, throughput_inputs=tp_inputs)
         if store is not None:
             recorded.append(
-                costs.record_figure(store, "train_estimate_local", local, dataset_sha256=sha)["id"]
+                records.record_figure(store, "train_estimate_local", local, dataset_sha256=sha)["id"]
             )
     if as_json:
         _echo_json({
@@ -173,7 +174,7 @@ def job_cmd(job_id: str, gpu: str | None, cloud: str | None, hourly: str | None,
             as_json: bool) -> None:  # fmt: skip
     """What a finished job cost: hosted from its trained tokens; local from its measured seconds x $/hour
     (--gpu/--cloud or --hourly; a CPU-only job defaults to a small CPU VM's list prices)."""
-    from tuneport.cost import estimates as costs
+    from tuneport.cost import figures, records, training
     from tuneport.errors import SpecError
 
     store = _store()
@@ -184,22 +185,22 @@ def job_cmd(job_id: str, gpu: str | None, cloud: str | None, hourly: str | None,
 
     if provider_class(job["backend"]).billing == "hourly":  # self-hosted: priced by the machine's hour
         if gpu is None and hourly is None:
-            measured = costs.measured_seconds(job)
+            measured = training.measured_seconds(job)
             if (measured.get("device") or "cpu") != "cpu":
                 raise SpecError(
                     f"job {job_id} ran on {measured.get('device')}: say which hardware to price",
                     hint="Add --gpu h100 [--cloud aws] or --hourly 2.50.",
                 )
             gpu = "cpu"
-        figure = costs.local_training_actual(job, costs.hourly_rate(gpu, cloud, hourly, count=count))
+        figure = training.local_training_actual(job, figures.hourly_rate(gpu, cloud, hourly, count=count))
         kind = "train_actual_local"
     else:
         if gpu or cloud or hourly:
             raise SpecError(f"job {job_id} ran on {job['backend']}: --gpu/--cloud/--hourly apply to local jobs only",
                             hint="Drop those options; a hosted job is priced from its trained tokens.")  # fmt: skip
-        figure = costs.hosted_training_actual(job)
+        figure = training.hosted_training_actual(job)
         kind = "train_actual_hosted"
-    recorded = None if no_record else costs.record_figure(store, kind, figure, job_id=job_id)["id"]
+    recorded = None if no_record else records.record_figure(store, kind, figure, job_id=job_id)["id"]
     if as_json:
         _echo_json({
             "job": {k: job.get(k) for k in ("id", "backend", "status", "model", "trained_tokens")},
@@ -232,32 +233,33 @@ def inference_cmd(model: str, tokens_per_second: str | None, throughput_file: st
                   cached_input_tokens_per_month: int | None, output_tokens_per_month: int | None,
                   plot_path: str | None, no_record: bool, as_json: bool) -> None:  # fmt: skip
     """Hosted $/1M tokens against an always-on self-hosted server: monthly costs, break-even volume, a plot."""
-    from tuneport.cost import estimates as costs
+    from tuneport.cost import figures, inference, records
+    from tuneport.cost.plot import plot_inference
     from tuneport.errors import SpecError
 
     if (tokens_per_second is None) == (throughput_file is None):
         raise SpecError("give exactly one of --tokens-per-second and --throughput-file",
                         hint="The self-hosted side needs the measured serving throughput.")  # fmt: skip
     if throughput_file is not None:
-        tps, tp_inputs = costs.read_serving_throughput(throughput_file)
+        tps, tp_inputs = inference.read_serving_throughput(throughput_file)
     else:
-        tps, tp_inputs = costs._positive(tokens_per_second, "--tokens-per-second"), None
-    rate = costs.hourly_rate(gpu, cloud, hourly, count=count)
-    comparison = costs.compare_inference(
+        tps, tp_inputs = inference.parse_tokens_per_second(tokens_per_second), None
+    rate = figures.hourly_rate(gpu, cloud, hourly, count=count)
+    comparison = inference.compare_inference(
         model, tps, rate,
         input_tokens_per_month=input_tokens_per_month,
         output_tokens_per_month=output_tokens_per_month,
         cached_input_tokens_per_month=cached_input_tokens_per_month,
         throughput_inputs=tp_inputs,
     )  # fmt: skip
-    plot = str(costs.plot_inference(comparison, plot_path)) if plot_path else None
+    plot = str(plot_inference(comparison, plot_path)) if plot_path else None
     recorded = []
     if not no_record:
         store = _store()
         for kind, figure in (("inference_hosted_monthly", comparison.hosted),
                              ("inference_self_hosted_monthly", comparison.self_hosted)):  # fmt: skip
             if figure is not None:
-                recorded.append(costs.record_figure(store, kind, figure)["id"])
+                recorded.append(records.record_figure(store, kind, figure)["id"])
     if as_json:
         _echo_json({**comparison.to_dict(), "plot": plot, "recorded_cost_ids": recorded})
         return
@@ -287,9 +289,9 @@ def inference_cmd(model: str, tokens_per_second: str | None, throughput_file: st
 @_json_option
 def catalog_cmd(as_json: bool) -> None:
     """List every price tuneport uses, with its source and as_of date."""
-    from tuneport.cost import estimates as costs
+    from tuneport.cost.catalog import catalog_summary
 
-    summary = costs.catalog_summary()
+    summary = catalog_summary()
     if as_json:
         _echo_json(summary)
         return

@@ -52,7 +52,7 @@ def gather_job_events(run: dict[str, Any], store: Any) -> dict[str, list[dict[st
 
 
 def cost_row_to_figure(row: dict[str, Any]) -> dict[str, Any]:
-    """A store ``costs`` row (as :func:`tuneport.cost.estimates.record_figure` saves it) back as a cost figure dict."""
+    """A store ``costs`` row (as :func:`tuneport.cost.records.record_figure` saves it) back as a cost figure dict."""
     saved = row.get("inputs") if isinstance(row.get("inputs"), dict) else {}
     figure = dict(saved) if "formula" in saved or "label" in saved else {"inputs": saved}
     figure.setdefault("label", row.get("kind") or "cost")

@@ -59,7 +59,7 @@ _EXPORTS: dict[str, str] = {
     "TrainResult": "tuneport.local_backend.training.trainer",
     "train": "tuneport.local_backend.training.trainer",
     "ensure_tiny_model": "tuneport.fixtures.tiny_model",
-    "resolve_model": "tuneport.fixtures.tiny_model",
+    "resolve_model": "tuneport.models.resolve",
     # serving
     "start_server": "tuneport.local_backend.serving.serve",
     "ServeError": "tuneport.local_backend.serving.serve",
@@ -84,12 +84,12 @@ _EXPORTS: dict[str, str] = {
     "EvalSpec": "tuneport.evaluation.spec",
     "load_eval_spec": "tuneport.evaluation.spec",
     "run_quickstart": "tuneport.quickstart",
-    "Figure": "tuneport.cost.estimates",
-    "hosted_training_estimate": "tuneport.cost.estimates",
-    "hosted_training_actual": "tuneport.cost.estimates",
-    "local_training_actual": "tuneport.cost.estimates",
-    "local_training_estimate": "tuneport.cost.estimates",
-    "compare_inference": "tuneport.cost.estimates",
+    "Figure": "tuneport.cost.figures",
+    "hosted_training_estimate": "tuneport.cost.training",
+    "hosted_training_actual": "tuneport.cost.training",
+    "local_training_actual": "tuneport.cost.training",
+    "local_training_estimate": "tuneport.cost.training",
+    "compare_inference": "tuneport.cost.inference",
     "import_openai_job": "tuneport.jobs.importer",
     # data
     "validate_file": "tuneport.data.validate",
@@ -124,9 +124,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from tuneport.cost.estimates import (  # noqa: F401
-        Figure,
-        compare_inference,
+    from tuneport.cost.figures import Figure  # noqa: F401
+    from tuneport.cost.inference import compare_inference  # noqa: F401
+    from tuneport.cost.training import (  # noqa: F401
         hosted_training_actual,
         hosted_training_estimate,
         local_training_actual,
@@ -168,13 +168,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         paired_bootstrap_ci,
         wilson_interval,
     )
-    from tuneport.fixtures.tiny_model import ensure_tiny_model, resolve_model  # noqa: F401
+    from tuneport.fixtures.tiny_model import ensure_tiny_model  # noqa: F401
     from tuneport.jobs.importer import import_openai_job  # noqa: F401
     from tuneport.jobs.objects import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent  # noqa: F401
     from tuneport.jobs.store import Store, open_store  # noqa: F401
     from tuneport.local_backend.serving.serve import ServeError, start_server  # noqa: F401
     from tuneport.local_backend.training.train_config import TrainConfig  # noqa: F401
     from tuneport.local_backend.training.trainer import TrainResult, train  # noqa: F401
+    from tuneport.models.resolve import resolve_model  # noqa: F401
     from tuneport.paths import home_dir  # noqa: F401
     from tuneport.providers.base import Endpoint, Provider  # noqa: F401
     from tuneport.providers.local import LocalProvider  # noqa: F401

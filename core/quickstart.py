@@ -4,7 +4,7 @@ Build the tiny model ``tiny-chat`` -> validate the example data (and check the t
 training split) -> train a LoRA adapter locally -> serve base + adapter in one server (vLLM where it is installed,
 else the transformers engine) -> evaluate both on the held-out split -> write the report with the cost figures.
 Every step goes through the same public pieces a user would call one by one (validate_file, LocalProvider,
-start_server, run_eval, render_report, tuneport.cost.estimates); nothing here is a shortcut.
+start_server, run_eval, render_report, the tuneport.cost modules); nothing here is a shortcut.
 """
 
 from __future__ import annotations
@@ -184,29 +184,32 @@ def _evaluate(base_url: str, test_file: Path, train_file: Path, job_id: str, say
 def _costs(job_id: str, train_file: Path, run: dict[str, Any], out: Path, say: Progress) -> list[dict[str, Any]]:
     """Cost figures for the report: this CPU run priced at a cloud CPU VM, what OpenAI would have charged to train
     on the same data, and hosted vs self-hosted inference from the throughput measured during the evaluation."""
-    from tuneport.cost import estimates as costs
+    from tuneport.cost.figures import hourly_rate
+    from tuneport.cost.inference import compare_inference
+    from tuneport.cost.plot import plot_inference
+    from tuneport.cost.training import hosted_training_estimate, local_training_actual
     from tuneport.data.validate import validate_file
     from tuneport.jobs.store import Store
 
     figures = []
     with Store() as store:
         job = store.get_job(job_id)
-        figures.append(costs.local_training_actual(job, costs.hourly_rate("cpu")))
+        figures.append(local_training_actual(job, hourly_rate("cpu")))
     hosted_model = "gpt-4.1-mini-2025-04-14"
     stats = validate_file(train_file, model=hosted_model).stats
-    figures.append(costs.hosted_training_estimate(stats))
+    figures.append(hosted_training_estimate(stats))
     ft = run["summary"].get(ADAPTER_NAME, {})
     tps = _measured_tokens_per_second(run, ADAPTER_NAME)
     if tps:
-        comparison = costs.compare_inference(
+        comparison = compare_inference(
             f"ft:{hosted_model}:quickstart",
             tps,
-            costs.hourly_rate("cpu"),
+            hourly_rate("cpu"),
             throughput_inputs={"source": f"evaluation run {run['id']}", "endpoint": ADAPTER_NAME},
         )
         figures.append(comparison.always_on_monthly)
         try:
-            plot = costs.plot_inference(comparison, out / "inference_cost.png")
+            plot = plot_inference(comparison, out / "inference_cost.png")
             say("report", f"inference cost plot: {plot}")
         except Exception as exc:  # a missing matplotlib must not lose the report
             say("report", f"no inference cost plot: {exc}")

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tuneport.cost.money import HOURLY_USD, PRICE_PER_1M_USD, Range, jsonable
 from tuneport.errors import SpecError
 
 __all__ = [
@@ -33,7 +34,11 @@ __all__ = [
     "HourlyPrice",
     "list_hardware",
     "lookup_hardware",
+    "catalog_summary",
+    "LIST_PRICE_NOTE",
 ]
+
+LIST_PRICE_NOTE = "on-demand list prices at their as_of date, not quotes"
 
 # Encodings of model families, for models the catalog does not list (e.g. a newer snapshot).
 _FAMILY_ENCODINGS = [
@@ -70,6 +75,22 @@ def _user_catalog_path() -> Path | None:
     return None
 
 
+def _price_out_of_range(value: Decimal, accepted: Range) -> bool:
+    return not (value.is_finite() and accepted.low <= value <= accepted.high)
+
+
+def _prices_per_1m(entry: dict[str, Any], key: str, origin: str) -> dict[str, Decimal]:
+    prices = {k: Decimal(str(v)) for k, v in entry.get(key, {}).items()}
+    for kind, value in prices.items():
+        if _price_out_of_range(value, PRICE_PER_1M_USD):
+            raise SpecError(
+                f"{origin}: catalog entry {entry.get('id', '?')!r}: {key}.{kind} must be "
+                f"{PRICE_PER_1M_USD.describe()}, not {value}",
+                hint='Prices are decimal strings in USD per 1M tokens, e.g. "3.00".',
+            )
+    return prices
+
+
 def _parse_model(entry: dict[str, Any], origin: str) -> ModelInfo:
     try:
         return ModelInfo(
@@ -77,8 +98,8 @@ def _parse_model(entry: dict[str, Any], origin: str) -> ModelInfo:
             encoding=entry["encoding"],
             methods=tuple(entry.get("methods", ["supervised"])),
             max_example_tokens=int(entry["max_example_tokens"]),
-            training_per_1m={k: Decimal(str(v)) for k, v in entry.get("training_per_1m", {}).items()},
-            inference_per_1m={k: Decimal(str(v)) for k, v in entry.get("inference_per_1m", {}).items()},
+            training_per_1m=_prices_per_1m(entry, "training_per_1m", origin),
+            inference_per_1m=_prices_per_1m(entry, "inference_per_1m", origin),
             source=entry["source"],
             as_of=entry["as_of"],
             aliases=tuple(entry.get("aliases", ())),
@@ -92,14 +113,18 @@ def _parse_model(entry: dict[str, Any], origin: str) -> ModelInfo:
 
 @lru_cache(maxsize=4)
 def _load(user_path: str | None) -> tuple[dict[str, ModelInfo], dict[str, Any]]:
-    shipped = json.loads(resources.files("tuneport").joinpath("resources/openai_models.json").read_text("utf-8"))
+    shipped = json.loads(
+        resources.files("tuneport").joinpath("resources/openai_models.json").read_text("utf-8")
+    )
     models = {m["id"]: _parse_model(m, "shipped catalog") for m in shipped["models"]}
     wind = dict(shipped.get("wind_down", {}))
     if user_path:
         try:
             user = json.loads(Path(user_path).read_text("utf-8"))
         except (OSError, ValueError) as exc:
-            raise SpecError(f"{user_path}: cannot read the user catalog ({exc})", hint="Fix or remove the file.") from None
+            raise SpecError(
+                f"{user_path}: cannot read the user catalog ({exc})", hint="Fix or remove the file."
+            ) from None
         for m in user.get("models", []):
             models[m["id"]] = _parse_model(m, user_path)
         wind.update(user.get("wind_down", {}))
@@ -206,6 +231,10 @@ def _parse_price(hardware: str, cloud: str, entry: Any, origin: str) -> HourlyPr
                         hint=_HW_HINT) from None  # fmt: skip
     if not (low.is_finite() and high.is_finite()) or low < 0 or low > high:
         raise SpecError(f"{where}: need 0 <= min <= max, got min={low} max={high}", hint=_HW_HINT)
+    if high > HOURLY_USD.high:
+        raise SpecError(
+            f"{where}: max must be at most {HOURLY_USD.high:,f} USD per hour, not {high}", hint=_HW_HINT
+        )
     return HourlyPrice(hardware, cloud, low, high, str(entry["source"]), str(entry["as_of"]),
                        str(entry.get("note", "")))  # fmt: skip
 
@@ -228,7 +257,9 @@ def _merge_hardware(into: dict[str, HardwareInfo], raw: Any, origin: str) -> Non
         prices = dict(old.prices) if old else {}
         raw_prices = entry.get("prices", {})
         if not isinstance(raw_prices, dict):
-            raise SpecError(f"{origin}: hardware.{hw_id}.prices must be an object keyed by cloud", hint=_HW_HINT)
+            raise SpecError(
+                f"{origin}: hardware.{hw_id}.prices must be an object keyed by cloud", hint=_HW_HINT
+            )
         for cloud, price in raw_prices.items():
             prices[cloud] = _parse_price(hw_id, cloud, price, origin)
         memory = entry.get("memory_gb", old.memory_gb if old else None)
@@ -250,7 +281,9 @@ def _load_hardware(user_path: str | None, _mtime: int | None) -> dict[str, Hardw
         try:
             user = json.loads(Path(user_path).read_text("utf-8"))
         except (OSError, ValueError) as exc:
-            raise SpecError(f"{user_path}: cannot read the user catalog ({exc})", hint="Fix or remove the file.") from None
+            raise SpecError(
+                f"{user_path}: cannot read the user catalog ({exc})", hint="Fix or remove the file."
+            ) from None
         if "hardware" in user:
             _merge_hardware(hardware, user["hardware"], user_path)
     return hardware
@@ -282,3 +315,19 @@ def lookup_hardware(name: str) -> HardwareInfo | None:
         if key in (a.lower() for a in info.aliases):
             return info
     return None
+
+
+def catalog_summary() -> dict[str, Any]:
+    """Every price tuneport uses, with its source and as_of date (what ``tuneport cost catalog`` prints)."""
+    models = [
+        {"id": m.id, "aliases": list(m.aliases), "methods": list(m.methods),
+         "training_per_1m_usd": jsonable(m.training_per_1m), "inference_per_1m_usd": jsonable(m.inference_per_1m),
+         "source": m.source, "as_of": m.as_of}
+        for m in list_models()
+    ]  # fmt: skip
+    return {
+        "models": models,
+        "wind_down": wind_down(),
+        "hardware": [h.to_dict() for h in list_hardware()],
+        "hardware_note": "USD per accelerator-hour, " + LIST_PRICE_NOTE,
+    }

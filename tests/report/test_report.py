@@ -232,7 +232,8 @@ def test_cli_report_from_a_run_file_with_job_events_and_costs_from_the_store(
     run: dict, tmp_path: Path
 ) -> None:
     from tuneport.cli.report import report
-    from tuneport.cost.estimates import Figure, record_figure
+    from tuneport.cost.figures import Figure
+    from tuneport.cost.records import record_figure
     from tuneport.jobs.store import Store
 
     job_id = "ftjob-local-abc123"
