@@ -9,6 +9,9 @@ from typing import Any
 
 import click
 
+from tuneport.cli.main import render_error
+from tuneport.errors import ProviderError
+
 __all__ = ["chat"]
 
 
@@ -82,8 +85,6 @@ def _show(result: Any, as_json: bool) -> None:
 
 
 def _conversation(ask: Any, history: list[dict[str, str]], system: str | None, as_json: bool) -> None:
-    from tuneport.errors import ProviderError
-
     interactive = sys.stdin.isatty()
     if interactive:
         click.echo("(type /exit or press Ctrl-D to leave, /reset to start over)", err=True)
@@ -106,6 +107,4 @@ def _conversation(ask: Any, history: list[dict[str, str]], system: str | None, a
         except ProviderError as exc:  # one failed turn does not end the conversation
             if not interactive:
                 raise
-            click.echo(f"error: {exc}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+            render_error(exc, as_json=False)  # the CLI's one way of printing an error

@@ -3,42 +3,32 @@
 Why one module: the rules for *when* a request may be sent again are subtle and money is at stake (a second
 ``POST /fine_tuning/jobs`` is a second paid job), so they live in one place, with tests:
 
-- retried: HTTP 408, 409, 429 and 5xx, connection errors and timeouts; with exponential backoff and jitter, or
-  exactly as long as the server asks (``retry-after-ms``, then ``retry-after`` in seconds or as an HTTP date);
-- the server's ``x-should-retry`` header wins (``true`` forces a retry, ``false`` forbids one), except that a
-  status that can never succeed on a retry is never retried: ``insufficient_quota``, 400, 401, 403, 404;
+- which statuses are retried, how long to wait, and the typed error a status ends as are
+  :mod:`tuneport.retry_rules`' (shared with the inference client); here, connection errors and timeouts are
+  retried too;
 - a failure is *ambiguous* when the server may have acted on the request although no answer arrived (a read
   timeout, a connection reset after sending) or when it answered 5xx/409. A request that is not idempotent is sent
   again after an ambiguous failure only through ``before_resend``: a hook that first looks for what the lost
   request created (see :meth:`tuneport.providers.openai.OpenAIProvider.create`) and returns it instead;
 - every failure is logged with its ``x-request-id`` (never with headers: the API key never reaches a log), and
   ends as a typed :mod:`tuneport.errors` error carrying ``status_code``, ``code`` and ``request_id``. Secrets
-  given to the client are scrubbed from every message, even if a server echoes them.
+  given to the client are registered with :func:`tuneport.errors.register_secret`, so every error masks them,
+  even if a server echoes them.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
+from tuneport import retry_rules
 from tuneport._version import __version__
-from tuneport.errors import (
-    APIConnectionError,
-    APIStatusError,
-    AuthenticationError,
-    ModelNotAvailableError,
-    ProviderError,
-    QuotaExceededError,
-    RateLimitError,
-    TrainingNotAvailableError,
-)
+from tuneport.errors import APIConnectionError, ModelNotAvailableError, ProviderError, redact, register_secret
+from tuneport.retry_rules import RetryPolicy
 
 __all__ = [
     "RetryPolicy",
@@ -52,32 +42,27 @@ __all__ = [
 
 log = logging.getLogger("tuneport.http")
 
+
+class _RedactingFilter(logging.Filter):
+    """Masks keys in httpx's and httpcore's own records: at DEBUG, httpcore logs every response's headers, and a
+    server may echo the key into one (``x-request-id``). It runs only for records that are emitted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+# Logger filters apply to records logged on that very logger, so each one that logs is named.
+for _name in ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
+    logging.getLogger(_name).addFilter(_RedactingFilter())
+
 T = TypeVar("T")
 
 #: Generous read/write limits (a 64 MB part on a slow link), but a quick verdict on an unreachable host.
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-
-_NEVER_RETRY_STATUS = frozenset({400, 401, 403, 404})
-_RETRY_STATUS = frozenset({408, 409, 429})
-_MODEL_CODES = frozenset({"model_not_available", "model_not_found", "invalid_model", "unsupported_model"})
-
-
-@dataclass
-class RetryPolicy:
-    """How often and how patiently to retry. Tests pass a recording ``sleep`` and zero ``jitter``."""
-
-    max_attempts: int = 5
-    initial_backoff: float = 0.5
-    max_backoff: float = 8.0
-    jitter: float = 0.25
-    #: the longest server-requested wait honoured; longer requests are capped to this.
-    max_retry_after: float = 60.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-
-    def backoff(self, attempt: int) -> float:
-        """Wait before attempt ``attempt + 1`` when the server gave no hint: exponential, capped, jittered down."""
-        delay = min(self.initial_backoff * (2 ** max(attempt - 1, 0)), self.max_backoff)
-        return delay * (1.0 - self.jitter * random.random())
 
 
 @dataclass
@@ -117,69 +102,23 @@ class _RetryableFailure(Exception):
 
 
 def retry_after_seconds(response: httpx.Response, *, now: float | None = None) -> float | None:
-    """The wait the server asks for: ``retry-after-ms`` (milliseconds) or ``retry-after`` (seconds or HTTP date)."""
-    value = response.headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    """The wait ``response`` asks for (:func:`tuneport.retry_rules.retry_after_seconds` of its headers)."""
+    return retry_rules.retry_after_seconds(response.headers, now=now)
 
 
 def _error_fields(response: httpx.Response) -> dict[str, Any]:
-    """``{"message", "type", "code", "param"}`` from an OpenAI-style error body (tolerant of anything else)."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return {"message": text[:500] if text else response.reason_phrase}
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return {
-                "message": str(error.get("message") or response.reason_phrase),
-                "type": error.get("type"),
-                "code": error.get("code"),
-                "param": error.get("param"),
-            }
-        if isinstance(error, str):
-            return {"message": error}
-    return {"message": response.reason_phrase}
+    return retry_rules.error_fields(response.status_code, response.content)
 
 
 def _classify_response(response: httpx.Response, attempt: int) -> Failure:
     status = response.status_code
-    code = _error_fields(response).get("code")
-    should = response.headers.get("x-should-retry", "").strip().lower()
-    if code == "insufficient_quota" or status in _NEVER_RETRY_STATUS:
-        retryable = False
-    elif should == "true":
-        retryable = True
-    elif should == "false":
-        retryable = False
-    else:
-        retryable = status in _RETRY_STATUS or status >= 500
     return Failure(
         attempt=attempt,
         method=response.request.method,
         url=str(response.request.url),
         response=response,
-        retryable=retryable,
-        ambiguous=status >= 500 or status == 409,
+        retryable=retry_rules.should_retry(status, _error_fields(response).get("code"), response.headers),
+        ambiguous=retry_rules.is_ambiguous(status),
         retry_after=retry_after_seconds(response),
     )
 
@@ -200,52 +139,19 @@ def _classify_exception(exc: httpx.HTTPError, method: str, url: str, attempt: in
 
 
 def error_from_response(
-    response: httpx.Response,
-    *,
-    service: str = "OpenAI",
-    api_key_env: str = "OPENAI_API_KEY",
-    redact: Callable[[str], str] = lambda s: s,
-    attempts: int = 1,
+    response: httpx.Response, *, service: str = "OpenAI", api_key_env: str = "OPENAI_API_KEY", attempts: int = 1
 ) -> ProviderError:
-    """The typed error for an error response (OpenAI's ``{"error": {...}}`` body, or anything else)."""
-    fields = _error_fields(response)
-    status = response.status_code
-    code = fields.get("code")
-    param = fields.get("param")
-    message = redact(str(fields.get("message") or ""))
-    common = {"status_code": status, "request_id": response.headers.get("x-request-id"), "code": code}
-    if status == 401:
-        return AuthenticationError(
-            f"{service} rejected the API key in {api_key_env}: {message}",
-            hint=f"Check that {api_key_env} holds a valid, active key (and that it belongs to this base URL).",
-            **common,
-        )
-    if code == "training_not_available":
-        return TrainingNotAvailableError(f"{service} refused to start a fine-tuning job: {message}", **common)
-    if code == "insufficient_quota":
-        return QuotaExceededError(f"{service} quota exceeded: {message}", **common)
-    if status == 429:
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        return RateLimitError(f"{service} rate limit{tries}: {message}", **common)
-    if code in _MODEL_CODES or (param == "model" and status in (400, 404)):
-        return ModelNotAvailableError(f"model not available for fine-tuning: {message}", **common)
-    if status == 403:
-        return APIStatusError(
-            f"{service} denied the request: {message}",
-            hint="The key lacks permission for this: check the organization and project it belongs to.",
-            **common,
-        )
-    if status == 404:
-        return APIStatusError(f"{service}: not found: {message}", hint="Check the id.", **common)
-    where = f" (parameter {param})" if param else ""
-    tries = f" after {attempts} attempts" if attempts > 1 else ""
-    return APIStatusError(f"{service} returned HTTP {status}{tries}{where}: {message}", **common)
+    """The typed error for an error response (:func:`tuneport.retry_rules.status_error`)."""
+    return retry_rules.status_error(
+        response.status_code, response.headers, _error_fields(response),
+        service=service, api_key_env=api_key_env, attempts=attempts,
+    )  # fmt: skip
 
 
 class HTTPClient:
     """An ``httpx.Client`` with the retry rules above and typed errors. Thread-safe (parts upload in parallel).
 
-    ``transport`` is the test seam (``httpx.MockTransport``); ``secrets`` are scrubbed from every error message.
+    ``transport`` is the test seam (``httpx.MockTransport``); ``secrets`` are masked in every error and log line.
     """
 
     def __init__(
@@ -264,7 +170,9 @@ class HTTPClient:
         self.retry = retry or RetryPolicy()
         self.service = service
         self.api_key_env = api_key_env
-        self._secrets = [s for s in secrets if s]
+        for secret in secrets:
+            if secret:
+                register_secret(secret)
         all_headers = {"User-Agent": f"tuneport/{__version__}", **(headers or {})}
         self._client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
@@ -287,44 +195,30 @@ class HTTPClient:
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        """``text`` with every secret this client holds replaced by ``***``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every known secret masked (:func:`tuneport.errors.redact`)."""
+        return redact(text)
 
     def _log_failure(self, failure: Failure, outcome: str) -> None:
         log.warning(
             "%s %s failed (attempt %d/%d): %s; x-request-id=%s; %s",
             failure.method,
-            self.redact(failure.url),
+            redact(failure.url),
             failure.attempt,
             self.retry.max_attempts,
-            self.redact(failure.describe()),
-            failure.request_id or "-",
+            redact(failure.describe()),
+            redact(failure.request_id or "-"),  # servers echo headers into it
             outcome,
         )
-
-    def _wait_for(self, failure: Failure) -> float:
-        if failure.retry_after is not None:
-            return min(failure.retry_after, self.retry.max_retry_after)
-        return self.retry.backoff(failure.attempt)
 
     def _final_error(self, failure: Failure) -> ProviderError:
         if failure.response is not None:
             return error_from_response(
-                failure.response,
-                service=self.service,
-                api_key_env=self.api_key_env,
-                redact=self.redact,
-                attempts=failure.attempt,
+                failure.response, service=self.service, api_key_env=self.api_key_env, attempts=failure.attempt
             )
         exc = failure.exception
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
         return APIConnectionError(
-            self.redact(
-                f"{failure.method} {failure.url} {kind} after {failure.attempt} attempt(s): "
-                f"{type(exc).__name__}: {exc}"
-            )
+            f"{failure.method} {failure.url} {kind} after {failure.attempt} attempt(s): {type(exc).__name__}: {exc}"
         )
 
     # -- the one entry point -------------------------------------------------------------------------------
@@ -387,7 +281,9 @@ class HTTPClient:
 
         def wait(retry_state: RetryCallState) -> float:
             exc = retry_state.outcome.exception() if retry_state.outcome else None
-            return self._wait_for(exc.failure) if isinstance(exc, _RetryableFailure) else 0.0
+            if not isinstance(exc, _RetryableFailure):
+                return 0.0
+            return self.retry.wait(exc.failure.attempt, exc.failure.retry_after)
 
         def before_sleep(retry_state: RetryCallState) -> None:
             exc = retry_state.outcome.exception() if retry_state.outcome else None

@@ -75,3 +75,53 @@ def test_cli_maps_errors_to_json_under_json(capsys: pytest.CaptureFixture[str]) 
     assert code == errors.QuotaExceededError.exit_code
     payload = json.loads(out)["error"]
     assert payload["type"] == "QuotaExceededError" and payload["message"] == "no quota" and payload["hint"]
+
+
+def _tree(cls: type) -> list[type]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _tree(sub))]
+
+
+def test_every_exit_code_comes_from_the_one_table() -> None:
+    import tuneport.endpoints.client  # noqa: F401 - load the modules that define errors of their own
+    import tuneport.local_backend.serving.serve  # noqa: F401
+
+    table = errors.EXIT_CODES
+    assert len(set(table.values())) == len(table), "two families share an exit code"
+    for cls in _tree(errors.TuneportError):
+        assert cls.exit_code in table.values(), cls
+        if cls.__name__ in table and cls.__module__ == "tuneport.errors":
+            assert cls.exit_code == table[cls.__name__], cls
+
+
+def test_endpoint_error_is_part_of_the_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    from tuneport.endpoints.client import EndpointError
+
+    assert EndpointError is errors.EndpointError and issubclass(EndpointError, errors.TuneportError)
+    code, _, err = _run_failing(errors.EndpointError("No endpoint named 'x'."), [], capsys)
+    assert code == errors.EXIT_CODES["EndpointError"] == 2
+    assert "error: No endpoint named 'x'." in err and "hint: `tuneport endpoints list`" in err
+
+
+def test_redaction_masks_keys_and_key_shapes_but_not_prose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "local")  # a placeholder, not a key: "local" stays readable
+    monkeypatch.setenv("TUNEPORT_SERVER_TOKEN", "tok_0123456789")
+    text = ("run with --backend local; Authorization: Bearer abc.DEF-123_xyz; key sk-proj-AbCdEf0123456789xyz; "
+            "token tok_0123456789; set a bearer token or send `Authorization: Bearer <token>`; task-specific")  # fmt: skip
+    assert errors.redact(text) == (
+        "run with --backend local; Authorization: Bearer ***; key ***; token ***; "
+        "set a bearer token or send `Authorization: Bearer <token>`; task-specific"
+    )
+
+
+def test_registered_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_TUNE_KEY", "acme-4f1e2d3c")
+    assert "acme-4f1e2d3c" in errors.redact("key acme-4f1e2d3c")
+    monkeypatch.setattr(errors, "_SECRET_ENVS", set(errors._SECRET_ENVS))  # undone after the test
+    errors.register_secret_env("ACME_TUNE_KEY")
+    assert "ACME_TUNE_KEY" in errors.secret_envs()
+    assert errors.redact("key acme-4f1e2d3c") == "key ***"
+    monkeypatch.setattr(errors, "_SECRET_VALUES", set())
+    errors.register_secret("given-in-process-42")
+    assert str(errors.StoreError("db given-in-process-42")) == "db ***"
+    with pytest.raises(ValueError, match="not an environment variable name"):
+        errors.register_secret_env("ACME KEY")

@@ -18,37 +18,42 @@ keep-alive connector sized to the concurrency sustains well over 1,500/s (``benc
 per-request path is kept lean: bodies are encoded and decoded with orjson, the first attempt runs without any
 retry machinery, and tenacity takes over only after a retryable failure.
 
-Retry rules are :mod:`tuneport.http`'s: 408/409/429/5xx, connection errors and timeouts are retried with
-exponential backoff and jitter, or exactly as long as the server asks (``retry-after-ms``, ``retry-after``);
-``x-should-retry`` wins; 400/401/403/404 and ``insufficient_quota`` are never retried. Every failure ends as a
-typed :mod:`tuneport.errors` error.
+Retry rules are :mod:`tuneport.retry_rules`', shared with the providers' :mod:`tuneport.http`: 408/409/429/5xx,
+connection errors and timeouts are retried with exponential backoff and jitter, or exactly as long as the server
+asks (``retry-after-ms``, ``retry-after``); ``x-should-retry`` wins; 400/401/403/404 and ``insufficient_quota`` are
+never retried. Every failure ends as a typed :mod:`tuneport.errors` error, whose message the server's echo of the
+key never survives: an endpoint's key variable is registered as a secret before its first request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
+from tuneport import retry_rules
+from tuneport._version import __version__
 from tuneport.errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
+    EndpointError,
     ProviderError,
-    TuneportError,
+    register_secret_env,
 )
+from tuneport.jobs.store import Store
+from tuneport.providers.base import Endpoint
+from tuneport.retry_rules import RetryPolicy
 
 if TYPE_CHECKING:
     import aiohttp
-
-    from tuneport.http import RetryPolicy
-    from tuneport.jobs.store import Store
-    from tuneport.providers.base import Endpoint
 
 __all__ = [
     "InferenceClient",
@@ -57,7 +62,7 @@ __all__ = [
     "ChatEndpoint",
     "RecordAs",
     "ClientStats",
-    "EndpointError",
+    "EndpointError",  # defined in tuneport.errors; imported from here by older code
     "resolve_endpoint",
     "OPENAI_BASE_URL",
     "DEFAULT_TIMEOUT_S",
@@ -68,17 +73,6 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 #: Seconds one attempt may take, end to end (a long generation on a slow local engine included).
 DEFAULT_TIMEOUT_S = 120.0
 _CONNECT_TIMEOUT_S = 10.0
-
-_NEVER_RETRY_STATUS = frozenset({400, 401, 403, 404})
-_RETRY_STATUS = frozenset({408, 409, 429})
-_MODEL_CODES = frozenset({"model_not_found", "model_not_available", "invalid_model"})
-
-
-class EndpointError(TuneportError):
-    """An endpoint reference cannot be resolved, or an endpoint definition is invalid."""
-
-    exit_code = 2
-    default_hint = "`tuneport endpoints list` shows the saved endpoints; `tuneport endpoints add` saves one."
 
 
 # --------------------------------------------------------------------------------------------------- endpoints
@@ -103,7 +97,7 @@ class ChatEndpoint:
     def of(cls, endpoint: ChatEndpoint | Endpoint, *, name: str | None = None) -> ChatEndpoint:
         """A ChatEndpoint from a provider's :class:`~tuneport.providers.base.Endpoint` (or itself)."""
         if isinstance(endpoint, ChatEndpoint):
-            return endpoint if name is None else _replace(endpoint, name=name)
+            return endpoint if name is None else dataclasses.replace(endpoint, name=name)
         return cls(
             name=name or f"{endpoint.base_url.rstrip('/')}#{endpoint.model}",
             base_url=endpoint.base_url.rstrip("/"),
@@ -115,8 +109,6 @@ class ChatEndpoint:
 
     def to_endpoint(self) -> Endpoint:
         """The provider-level :class:`~tuneport.providers.base.Endpoint` (drops the name)."""
-        from tuneport.providers.base import Endpoint
-
         return Endpoint(self.base_url, self.model, self.api_key_env, self.kind, self.job_id)
 
     @property
@@ -127,12 +119,6 @@ class ChatEndpoint:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "base_url": self.base_url, "model": self.model,
                 "api_key_env": self.api_key_env, "kind": self.kind, "job_id": self.job_id}  # fmt: skip
-
-
-def _replace(endpoint: ChatEndpoint, **changes: Any) -> ChatEndpoint:
-    from dataclasses import replace
-
-    return replace(endpoint, **changes)
 
 
 def resolve_endpoint(reference: str | ChatEndpoint | Endpoint, *, store: Store | None = None) -> ChatEndpoint:
@@ -175,8 +161,6 @@ _FORMS_HINT = (
 
 def check_base_url(url: str) -> str:
     """``url`` without a trailing slash, if it is an absolute http(s) URL; else an :class:`EndpointError`."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EndpointError(
@@ -194,8 +178,6 @@ def check_base_url(url: str) -> str:
 def _lookup(name: str, store: Store | None) -> dict[str, Any] | None:
     if store is not None:
         return store.get_endpoint(name)
-    from tuneport.jobs.store import Store
-
     with Store() as own:
         return own.get_endpoint(name)
 
@@ -325,9 +307,6 @@ class InferenceClient:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-        from tuneport._version import __version__
-        from tuneport.http import RetryPolicy
-
         self.concurrency = concurrency
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -379,6 +358,7 @@ class InferenceClient:
         if env is None:
             headers: dict[str, str] = {}
         else:
+            register_secret_env(env)  # whatever the server echoes back, no error keeps this key
             key = os.environ.get(env, "").strip()
             if not key:
                 raise AuthenticationError(
@@ -464,10 +444,7 @@ class InferenceClient:
         attempts = [1]
 
         def wait(state: RetryCallState) -> float:
-            failure = last[0]
-            if failure.retry_after is not None:
-                return min(failure.retry_after, policy.max_retry_after)
-            return policy.backoff(attempts[0])
+            return policy.wait(attempts[0], last[0].retry_after)
 
         async def sleep(seconds_: float) -> None:
             self.stats.retries += 1
@@ -613,28 +590,13 @@ def _parse_result(ep: ChatEndpoint, data: bytes, latency_ms: float, request_id: 
     )
 
 
-class _ErrorResponse:
-    """Just enough of ``httpx.Response`` for :func:`tuneport.http.error_from_response` and retry_after_seconds."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
-        import httpx
-
-        self._response = httpx.Response(status, headers=list(headers.items()), content=data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._response, name)
-
-
 def _status_failure(ep: ChatEndpoint, status: int, headers: Mapping[str, str], data: bytes) -> Exception:
     """The typed error for an error status; wrapped in :class:`_Retryable` when a retry may succeed."""
-    from tuneport.http import _error_fields, error_from_response, retry_after_seconds
-
-    response = _ErrorResponse(status, headers, data)
-    fields = _error_fields(response)  # type: ignore[arg-type]
+    fields = retry_rules.error_fields(status, data)
     code = fields.get("code")
     service = "OpenAI" if "api.openai.com" in ep.base_url else f"endpoint {ep.name!r}"
-    common = {"status_code": status, "request_id": headers.get("x-request-id"), "code": code}
-    if code in _MODEL_CODES or (status == 404 and fields.get("param") == "model"):
+    common = {"status_code": status, "request_id": retry_rules.header(headers, "x-request-id"), "code": code}
+    if code in retry_rules.MODEL_CODES or (status == 404 and fields.get("param") == "model"):
         error: ProviderError = APIStatusError(
             f"{service} does not serve the model {ep.model!r}: {fields.get('message')}",
             hint=f"Check the model name (GET {ep.base_url}/models lists what the server serves).",
@@ -647,19 +609,15 @@ def _status_failure(ep: ChatEndpoint, status: int, headers: Mapping[str, str], d
             **common,
         )
     else:
-        error = error_from_response(
-            response,  # type: ignore[arg-type]
-            service=service,
+        error = retry_rules.status_error(
+            status, headers, fields, service=service,
             api_key_env=ep.api_key_env or "(no key variable: save the endpoint with --api-key-env)",
-        )
+        )  # fmt: skip
     if error.hint is None and 400 <= status < 500:
         error.hint = (
             "The server refused this request as invalid: check the request parameters and the messages "
             "(a prompt longer than the model's context is a common cause)."
         )
-    should = headers.get("x-should-retry", "").strip().lower()
-    if code == "insufficient_quota" or status in _NEVER_RETRY_STATUS:
-        return error
-    if should == "true" or (should != "false" and (status in _RETRY_STATUS or status >= 500)):
-        return _Retryable(error, retry_after_seconds(response))  # type: ignore[arg-type]
+    if retry_rules.should_retry(status, code, headers):
+        return _Retryable(error, retry_rules.retry_after_seconds(headers))
     return error

@@ -143,3 +143,21 @@ def test_chat_errors(capsys, server: FakeChatServer, monkeypatch) -> None:
     code, out, _ = tp(capsys, "chat", "keyed", "-m", "x", "--json")
     error = json.loads(out)["error"]
     assert code == 7 and error["type"] == "AuthenticationError" and "FAKE_KEY" in error["message"]
+
+
+def test_interactive_chat_survives_a_failed_turn(capsys, monkeypatch, server: FakeChatServer) -> None:
+    """At a terminal, a refused turn prints the CLI's error and hint lines and the conversation goes on."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal("too long\nshort\n"))
+    server.faults.append("400")
+    code, out, err = tp(capsys, "chat", f"{server.base_url}#m")
+    assert code == 0, err
+    assert "error: endpoint" in err and "maximum context length" in err and "HTTP 400" in err
+    assert "hint: The server refused this request as invalid" in err
+    assert out.splitlines() == ["echo: short"]
+    assert server.requests[-1]["messages"] == [{"role": "user", "content": "short"}]  # the failed turn is not kept

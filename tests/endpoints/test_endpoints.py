@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tuneport.endpoints.client import EndpointError, resolve_endpoint
+from tuneport.endpoints.client import resolve_endpoint
 from tuneport.endpoints.registry import add_endpoint, list_endpoints, register_job_endpoint, remove_endpoint
-from tuneport.errors import StoreError
+from tuneport.errors import EndpointError, StoreError
 from tuneport.jobs.store import Store
 
 
