@@ -810,6 +810,47 @@ class Store:
             (cache_key,),
         )
 
+    def acquire_eval_lease(
+        self, eval_run_id: str, holder: str, *, host: str, pid: int, stale_after: float
+    ) -> Row:
+        """Take the lease on filling in an eval run's answers for ``holder`` (one process at a time), in one
+        transaction with the check. Returns the lease as it is now: ``holder`` is ours when it was free, already
+        ours, or stale (its process is dead on this host, or no heartbeat for ``stale_after`` seconds; then
+        ``taken_over`` is the stale lease); otherwise it is the live holder's lease, unchanged."""
+        now = time.time()
+        with self._write() as conn:
+            sql = "SELECT * FROM eval_leases WHERE eval_run_id = ?"
+            current = conn.execute(sql, (eval_run_id,)).fetchone()
+            stale = current is not None and (
+                now - current["heartbeat_at"] > stale_after
+                or (current["host"] == host and not _process_exists(current["pid"]))
+            )
+            if current is not None and current["holder"] != holder and not stale:
+                return current
+            values = {"eval_run_id": eval_run_id, "holder": holder, "host": host, "pid": pid, "acquired_at": now,
+                      "heartbeat_at": now}  # fmt: skip
+            conn.execute("DELETE FROM eval_leases WHERE eval_run_id = ?", (eval_run_id,))
+            self._insert(conn, "eval_leases", values)
+            lease = conn.execute(sql, (eval_run_id,)).fetchone()
+        return {**lease, "taken_over": current if stale else None}
+
+    def heartbeat_eval_lease(self, eval_run_id: str, holder: str) -> bool:
+        """Say the lease's holder is still at work; False when ``holder`` no longer holds it."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE eval_leases SET heartbeat_at = ? WHERE eval_run_id = ? AND holder = ?",
+                (time.time(), eval_run_id, holder),
+            )
+            return cursor.rowcount > 0
+
+    def release_eval_lease(self, eval_run_id: str, holder: str) -> bool:
+        """Give the lease back (only its holder can); False when ``holder`` did not hold it."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM eval_leases WHERE eval_run_id = ? AND holder = ?", (eval_run_id, holder)
+            )
+            return cursor.rowcount > 0
+
     # -- costs ---------------------------------------------------------------------------------------------------
 
     def add_cost(
@@ -852,6 +893,24 @@ class Store:
             if value is not None:
                 sql, params = f"{sql} AND {column} = ?", [*params, value]
         return self._select(sql + " ORDER BY id", params)
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (an eval lease's holder may have died)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    except OSError:
+        return False
+    try:  # a zombie has exited: its lease is free
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def open_store(path: str | os.PathLike[str] | None = None) -> Store:

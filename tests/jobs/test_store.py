@@ -53,9 +53,10 @@ def test_each_migration_is_one_transaction_and_new_ones_apply_in_order(
     path = tmp_path / "t.db"
     Store(path).close()
     shipped = store_module._migrations()
+    nxt = len(shipped) + 1
     broken = (
-        2,
-        "0002_broken.sql",
+        nxt,
+        f"{nxt:04d}_broken.sql",
         "CREATE TABLE half_done (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
     )
     monkeypatch.setattr(store_module, "_migrations", lambda: (*shipped, broken))
@@ -63,15 +64,15 @@ def test_each_migration_is_one_transaction_and_new_ones_apply_in_order(
         Store(path)
     assert str(path) in str(info.value)
     raw = _raw(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1  # the failed migration left nothing behind
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == nxt - 1  # the failed migration left nothing behind
     assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
 
-    good = (2, "0002_add.sql", "-- a comment; with a semicolon\nCREATE TABLE added (x INTEGER);\n")
+    good = (nxt, f"{nxt:04d}_add.sql", "-- a comment; with a semicolon\nCREATE TABLE added (x INTEGER);\n")
     monkeypatch.setattr(store_module, "_migrations", lambda: (*shipped, good))
     Store(path).close()
     Store(path).close()
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert raw.execute("SELECT version FROM schema_migrations").fetchall() == [(1,), (2,)]
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == nxt
+    assert raw.execute("SELECT version FROM schema_migrations").fetchall() == [(v,) for v in range(1, nxt + 1)]
 
 
 def test_newer_schema_than_this_code_is_refused(tmp_path: Path) -> None:
