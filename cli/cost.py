@@ -11,14 +11,19 @@ from typing import Any
 
 import click
 
+from tuneport.cost.money import MAX_ACCELERATORS, MAX_TOKENS_PER_MONTH
+
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print everything as JSON (for scripts).")
 _no_record_option = click.option(
     "--no-record", is_flag=True, help="Do not save the computed figures in the store's costs table."
 )
 
 
+_TOKENS_PER_MONTH = click.IntRange(min=0, max=MAX_TOKENS_PER_MONTH)
+
+
 def _hardware_options(fn: Any) -> Any:
-    fn = click.option("--gpus", "count", type=click.IntRange(min=1), default=1, show_default=True,
+    fn = click.option("--gpus", "count", type=click.IntRange(min=1, max=MAX_ACCELERATORS), default=1, show_default=True,
                       help="Accelerators billed together (per replica when serving).")(fn)  # fmt: skip
     fn = click.option(
         "--hourly", default=None, help="Your own $/hour (instead of --gpu/--cloud list prices)."
@@ -71,7 +76,10 @@ def cost() -> None:
     "--model", "-m", required=True, help="OpenAI model to price (id, alias or ft: id), or a local tokenizer."
 )
 @click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: OpenAI's auto rule)."
+    "--epochs",
+    type=click.IntRange(min=1, max=50),
+    default=None,
+    help="Epochs, 1-50 (default: OpenAI's auto rule).",
 )
 @click.option("--method", type=click.Choice(["auto", "sft", "dpo"]), default="auto", show_default=True)
 @click.option("--tokens-per-second", default=None, help="Local training throughput, for a local estimate.")
@@ -221,9 +229,9 @@ def job_cmd(job_id: str, gpu: str | None, cloud: str | None, hourly: str | None,
 @click.option("--throughput-file", type=click.Path(dir_okay=False), default=None,
               help='JSON from benchmarks/bench_serve.py ({"output_tokens_per_s": ...}).')  # fmt: skip
 @_hardware_options
-@click.option("--input-tokens-per-month", type=click.IntRange(min=0), default=None)
-@click.option("--cached-input-tokens-per-month", type=click.IntRange(min=0), default=None)
-@click.option("--output-tokens-per-month", type=click.IntRange(min=0), default=None)
+@click.option("--input-tokens-per-month", type=_TOKENS_PER_MONTH, default=None)
+@click.option("--cached-input-tokens-per-month", type=_TOKENS_PER_MONTH, default=None)
+@click.option("--output-tokens-per-month", type=_TOKENS_PER_MONTH, default=None)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Save a PNG of monthly cost against volume (needs matplotlib).")  # fmt: skip
 @_no_record_option
