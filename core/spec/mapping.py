@@ -24,6 +24,7 @@ from typing import Any
 from tuneport.errors import DataError, SpecError
 from tuneport.providers.registry import provider_class, provider_names
 from tuneport.spec.jobspec import SEED_MAX, JobSpec, LocalSettings, is_openai_file_id, spec_hash
+from tuneport.spec.rates import AUTO_LEARNING_RATE_MULTIPLIER, BASE_LEARNING_RATES, base_learning_rate
 
 __all__ = [
     "LocalTrainingPlan",
@@ -55,17 +56,6 @@ MAX_DEFAULT_EPOCHS = 25
 AUTO_BATCH_FRACTION = 0.002
 MAX_BATCH_SIZE = 256
 
-# Base learning rates that learning_rate_multiplier scales locally ("auto" multiplier = 1.0). Values from the
-# Hugging Face alignment-handbook recipes: SFT 2e-4 with (Q)LoRA, 2e-5 full; DPO 5e-6 with (Q)LoRA, 5e-7 full.
-BASE_LEARNING_RATES: dict[tuple[str, str], float] = {
-    ("supervised", "lora"): 2e-4,
-    ("supervised", "qlora"): 2e-4,
-    ("supervised", "full"): 2e-5,
-    ("dpo", "lora"): 5e-6,
-    ("dpo", "qlora"): 5e-6,
-    ("dpo", "full"): 5e-7,
-}
-AUTO_LEARNING_RATE_MULTIPLIER = 1.0
 DEFAULT_DPO_BETA = 0.1  # TRL's DPOConfig default
 
 # Models OpenAI's fine-tuning API accepts (snapshot -> aliases). "ft:" models (continued fine-tuning) are accepted
@@ -174,11 +164,6 @@ def auto_batch_size(n_train_examples: int) -> int:
     while size * 2 <= target and size * 2 <= MAX_BATCH_SIZE:
         size *= 2
     return size
-
-
-def base_learning_rate(method: str, finetuning_type: str) -> float:
-    """The local base learning rate that ``learning_rate_multiplier`` scales (see :data:`BASE_LEARNING_RATES`)."""
-    return BASE_LEARNING_RATES[(method, finetuning_type)]
 
 
 @dataclass(frozen=True)
