@@ -42,7 +42,20 @@ def _follow(path: Path, stop: threading.Event) -> None:
     metavar="NAME=JOB_ID|PATH",
     help="A LoRA adapter, by finished job id (or ft: model name) or folder; repeatable. Requests use NAME as model.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback requires --api-key.",
+)
+@click.option(
+    "--api-key",
+    "api_key",
+    default=None,
+    envvar="TUNEPORT_SERVE_API_KEY",
+    help="Bearer token every request (but /health) must carry (env TUNEPORT_SERVE_API_KEY; `tuneport server "
+    "--serve-url` forwards with it).",
+)
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port."
 )
@@ -91,6 +104,7 @@ def serve(
     model: str,
     adapters: tuple[str, ...],
     host: str,
+    api_key: str | None,
     port: int,
     engine: str,
     tensor_parallel_size: int | None,
@@ -113,7 +127,10 @@ def serve(
     adapter's weights in its LoRA slot, so only the serving process can count the slots used since start and
     keep the last one empty (the mixed-batch guard); a request sent straight to the server would bypass that.
     """
-    from tuneport.local_backend.serving.serve import WATCH_SLOTS, JobWatcher, start_server
+    from tuneport.local_backend.protocol import is_loopback
+    from tuneport.local_backend.serving.engine import EngineOptions
+    from tuneport.local_backend.serving.serve import start_server
+    from tuneport.local_backend.serving.watch import WATCH_SLOTS, JobWatcher
 
     def log(line: str) -> None:
         if not as_json or line.startswith("serving with the transformers"):
@@ -124,6 +141,18 @@ def serve(
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    options = EngineOptions(
+        host=host,
+        port=port or None,
+        token=api_key,
+        max_loras=max_loras,
+        max_lora_rank=max_lora_rank,
+        max_model_len=max_model_len,
+        tensor_parallel_size=tensor_parallel_size,
+        extra_args=extra,
+        log=log,
+        runtime_slots=WATCH_SLOTS if watch_jobs else 0,
+    )  # checks the address and the token before anything starts
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     server = None
     watcher = None
@@ -132,21 +161,15 @@ def serve(
             model,
             adapters,
             engine=engine,  # type: ignore[arg-type]
-            host=host,
-            port=port or None,
-            max_loras=max_loras,
-            max_lora_rank=max_lora_rank,
-            max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
-            extra_args=extra,
+            options=options,
             startup_timeout=startup_timeout,
-            log=log,
-            runtime_adapters=WATCH_SLOTS if watch_jobs else 0,
         )
         log_path = getattr(server, "log_path", None)
         info = {
             "engine": server.engine,
             "base_url": server.base_url,
+            "listen": server.listen,
+            "auth": options.token is not None,
             "model": server.model,
             "models": server.models(),
             "log": str(log_path) if log_path else None,
@@ -157,6 +180,12 @@ def serve(
             click.echo(
                 f"Serving {', '.join(info['models'])} with {server.engine} at {server.base_url} "
                 "(put a name in a request's `model`; Ctrl-C stops)"
+            )
+        if not is_loopback(host):
+            click.echo(
+                f"tuneport serve: listening on {server.listen}, reachable from other machines; every request "
+                "but /health needs `Authorization: Bearer <token>`",
+                err=True,
             )
         sys.stdout.flush()
         if watch_jobs:

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from tuneport.errors import ProviderError
+from tuneport.local_backend.protocol import ApiError
 
-__all__ = ["FileService", "ApiError", "check_id", "ID_PATTERNS", "MAX_PART_BYTES"]
+__all__ = ["FileService", "check_id", "ID_PATTERNS", "MAX_PART_BYTES"]
 
 _ALNUM = string.ascii_letters + string.digits
 #: What every id this server issues looks like; anything else is refused before it reaches a path or a query.
@@ -43,25 +44,6 @@ ID_PATTERNS: dict[str, re.Pattern[str]] = {
 MAX_PART_BYTES = 64 * 1024 * 1024
 UPLOAD_TTL_S = 3600
 PURPOSES = ("fine-tune",)
-
-
-class ApiError(Exception):
-    """An error response in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 def check_id(kind: str, value: str) -> str:

@@ -1,9 +1,8 @@
-"""Request bodies for the local API server, read as they stream in: a byte cap and a multipart/form-data parser.
+"""multipart/form-data bodies for the local API server, parsed as they stream in: file fields go straight to disk.
 
 Why hand-written: the server runs on the standard library (no web framework to install), and the stdlib's
-``email`` / ``cgi`` parsers hold a whole body in memory. Here a body is read in 64 KiB chunks, counted against the
-server's cap *while* it arrives (a client that lies about, or omits, ``Content-Length`` is still stopped at the
-cap), and a file field goes straight to a file on disk.
+``email`` / ``cgi`` parsers hold a whole body in memory. The body arrives as chunks already counted against the
+server's cap (:func:`tuneport.local_backend.protocol.read_body_chunks`); each file field is capped here too.
 """
 
 from __future__ import annotations
@@ -13,81 +12,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import BinaryIO
+
+from tuneport.local_backend.protocol import BadBody, BodyTooLarge
 
 __all__ = [
-    "BodyTooLarge",
-    "BadBody",
     "FormFile",
     "Form",
-    "read_body_chunks",
     "parse_multipart",
     "boundary_of",
     "safe_filename",
 ]
 
-CHUNK = 64 * 1024
 #: the largest plain (non-file) form field accepted, e.g. ``purpose``
 MAX_FIELD_BYTES = 64 * 1024
 _MAX_HEADER_BYTES = 16 * 1024
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the server's cap (HTTP 413)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than this server accepts ({limit} bytes)")
-        self.limit = limit
-
-
-class BadBody(Exception):
-    """The request body cannot be parsed (HTTP 400)."""
-
-
-def read_body_chunks(
-    rfile: BinaryIO, *, content_length: int | None, chunked: bool, limit: int
-) -> Iterator[bytes]:
-    """The body of one request as chunks, raising :class:`BodyTooLarge` as soon as more than ``limit`` arrived."""
-    total = 0
-
-    def count(data: bytes) -> bytes:
-        nonlocal total
-        total += len(data)
-        if total > limit:
-            raise BodyTooLarge(limit)
-        return data
-
-    if chunked:
-        while True:
-            line = rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadBody("malformed chunked transfer encoding") from None
-            if size == 0:
-                while rfile.readline(1024) not in (b"\r\n", b"\n", b""):  # trailers
-                    pass
-                return
-            remaining = size
-            while remaining:
-                data = rfile.read(min(CHUNK, remaining))
-                if not data:
-                    raise BadBody("the request body ended early")
-                remaining -= len(data)
-                yield count(data)
-            rfile.readline(16)  # CRLF after the chunk
-        return
-    if content_length is None:
-        return
-    if content_length > limit:
-        raise BodyTooLarge(limit)
-    remaining = content_length
-    while remaining:
-        data = rfile.read(min(CHUNK, remaining))
-        if not data:
-            raise BadBody("the request body ended before Content-Length bytes arrived")
-        remaining -= len(data)
-        yield count(data)
 
 
 @dataclass

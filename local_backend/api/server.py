@@ -13,13 +13,14 @@ Why the standard library (``ThreadingHTTPServer``) and not a web framework: the 
 tuneport's own, starts in milliseconds, and reads upload bodies as they stream (the size cap holds whatever the
 client claims). Security defaults: loopback only unless a bearer token is set (refused otherwise), the token
 checked on every request in constant time, uploads capped, ids matched against strict patterns before they reach a
-path, client file names reduced to a bare name, and every error in OpenAI's error object.
+path, client file names reduced to a bare name, no filesystem path accepted from a client (a job names a model
+this server offers, never a folder, and its outputs go where the server puts them), a read timeout on every
+connection, and every error in OpenAI's error object (:mod:`tuneport.local_backend.protocol`, shared with the
+fallback serving engine).
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -38,20 +39,26 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tuneport.errors import ProviderError, SpecError, TuneportError
-from tuneport.local_backend.api.files import ApiError, FileService, check_id
-from tuneport.local_backend.api.multipart import (
-    BadBody,
+from tuneport.local_backend.api.files import FileService, check_id
+from tuneport.local_backend.api.multipart import boundary_of, parse_multipart
+from tuneport.local_backend.protocol import (
+    DEFAULT_READ_TIMEOUT,
+    ApiError,
     BodyTooLarge,
-    boundary_of,
-    parse_multipart,
+    check_bearer,
+    check_token,
+    content_length,
+    is_chunked,
+    is_loopback,
+    parse_json_object,
     read_body_chunks,
 )
+from tuneport.spec.jobspec import JobSpec, LocalSettings
 
 __all__ = [
     "ApiServer",
     "ServerConfig",
     "make_server",
-    "is_loopback",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "BASE_MODEL",
     "SERVE_URL_ENV",
@@ -66,16 +73,18 @@ MAX_JSON_BYTES = 1024 * 1024
 _FORM_OVERHEAD = 256 * 1024
 BASE_MODEL = "tiny-chat"
 SERVE_URL_ENV = "TUNEPORT_SERVE_URL"
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` only accepts connections from this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+TOKEN_ENV = "TUNEPORT_SERVER_TOKEN"
+#: what a 413 on a JSON body says: that cap is fixed (JSON requests are small), unlike the file cap
+_JSON_TOO_LARGE = (
+    "JSON requests are small; send training data as a file (POST /v1/files, or /v1/uploads in parts), whose "
+    "limit --max-upload-bytes sets"
+)
+_CHAT_TOO_LARGE = "a chat request this large cannot fit a model's context: send fewer or shorter messages"
+_FILE_TOO_LARGE = "restart `tuneport server` with a larger --max-upload-bytes"
+#: ``local`` settings that name a place on disk: a client of this server never chooses one
+PATH_FIELDS = tuple(
+    name for name in LocalSettings.model_fields if name.endswith(("_dir", "_path", "_file", "_folder"))
+)
 
 
 class ServerConfig:
@@ -88,10 +97,14 @@ class ServerConfig:
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         serve_url: str | None = None,
         base_model: str = BASE_MODEL,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         if max_upload_bytes < 1:
             raise ValueError("max_upload_bytes must be positive")
-        self.token = token or None
+        if not read_timeout > 0:
+            raise ValueError("read_timeout must be positive")
+        self.token = check_token(token, source=f"the server token (--token / {TOKEN_ENV})")
+        self.read_timeout = read_timeout
         self.max_upload_bytes = max_upload_bytes
         self.serve_url = (serve_url or "").rstrip("/") or None
         self.base_model = base_model
@@ -162,6 +175,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
+    def setup(self) -> None:
+        # socketserver puts this timeout on the connection: an idle or stalled client is dropped, not kept forever
+        self.timeout = self.server.config.read_timeout
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         log.info("%s %s", self.address_string(), format % args)
 
@@ -181,14 +199,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             name, params = self._match(method, path)
             getattr(self, name)(params)
         except ApiError as exc:
+            if exc.close:
+                self.close_connection = True
             self._error(exc)
-        except BodyTooLarge as exc:
-            self._error(ApiError(413, f"{exc}; restart `tuneport server` with a larger --max-upload-bytes",
-                                 code="file_too_large"))  # fmt: skip
-            self.close_connection = True
-        except BadBody as exc:
-            self._error(ApiError(400, str(exc)))
-            self.close_connection = True
         except SpecError as exc:
             self._error(ApiError(400, str(exc), code="invalid_spec"))
         except ProviderError as exc:
@@ -196,7 +209,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._error(ApiError(status, str(exc.message), code=exc.code))
         except TuneportError as exc:
             self._error(ApiError(400, exc.message))
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         except Exception:  # a bug: answer 500 (never a dropped connection) and keep the server up
             traceback.print_exc(file=sys.stderr)
@@ -230,18 +243,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         raise ApiError(404, f"Unknown route: {method} {path}", code="unknown_url")
 
     def _check_auth(self) -> None:
-        token = self.server.config.token
-        if token is None:
-            return
-        header = self.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(
-                401,
-                "Missing or wrong bearer token: send `Authorization: Bearer <token>` with the token the server "
-                "was started with",
-                code="invalid_api_key",
-            )
+        check_bearer(self.headers.get("Authorization"), self.server.config.token)
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -280,36 +282,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
             raise ApiError(400, f"{name} must be between {lo} and {hi} (got {value})", param=name)
         return value
 
-    def _chunks(self, limit: int) -> Any:
+    def _chunks(self, limit: int, too_large: str = _JSON_TOO_LARGE, code: str = "request_too_large") -> Any:
         self._body_read = True
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        raw_length = self.headers.get("Content-Length")
-        length = None
-        if raw_length is not None and not chunked:
-            try:
-                length = int(raw_length)
-            except ValueError:
-                raise ApiError(400, "Content-Length is not a number") from None
-        elif not chunked:
-            raise ApiError(411, "a request body needs Content-Length or chunked Transfer-Encoding")
-        return read_body_chunks(self.rfile, content_length=length, chunked=chunked, limit=limit)
+        chunked = is_chunked(self.headers)
+        length = None if chunked else content_length(self.headers)
+        if length is None and not chunked:
+            raise ApiError(411, "a request body needs Content-Length or chunked Transfer-Encoding", close=True)
+        return read_body_chunks(
+            self.rfile, content_length=length, chunked=chunked, limit=limit, too_large=too_large, code=code
+        )
 
     def _json_body(self) -> dict[str, Any]:
         data = b"".join(self._chunks(MAX_JSON_BYTES)) if self._has_body() else b""
-        if not data:
-            return {}
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
-        return body
+        return parse_json_object(data, empty={})
 
     def _has_body(self) -> bool:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if is_chunked(self.headers):
             return True
-        if self.headers.get("Content-Length") in (None, "0"):
+        if not content_length(self.headers):
             self._body_read = True
             return False
         return True
@@ -322,10 +312,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _form(self, file_field: str, file_limit: int) -> Any:
         boundary = boundary_of(self.headers.get("Content-Type"))
         self._tmp = tempfile.TemporaryDirectory(prefix=".form-", dir=self._scratch())
-        chunks = self._chunks(file_limit + _FORM_OVERHEAD)
-        return parse_multipart(
-            chunks, boundary, folder=Path(self._tmp.name), file_fields=(file_field,), file_limit=file_limit
-        )
+        chunks = self._chunks(file_limit + _FORM_OVERHEAD, _FILE_TOO_LARGE, "file_too_large")
+        try:
+            return parse_multipart(
+                chunks, boundary, folder=Path(self._tmp.name), file_fields=(file_field,), file_limit=file_limit
+            )
+        except BodyTooLarge as exc:
+            if exc.code == "file_too_large":
+                raise
+            raise BodyTooLarge(exc.limit, _FILE_TOO_LARGE, code="file_too_large") from None
 
     @staticmethod
     def _scratch() -> Path:
@@ -439,10 +434,40 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )  # paths on this machine are not the API's business (and not a remote client's)
         return data
 
+    def _check_no_paths(self, body: dict[str, Any]) -> None:
+        """Refuse every filesystem path in a job request: where a job writes is the server's choice alone."""
+        local = body.get("local")
+        if local is None:
+            return
+        if not isinstance(local, dict):
+            raise ApiError(400, "local must be an object of local training settings", param="local")
+        given = [name for name in PATH_FIELDS if name in local]
+        if given:
+            raise ApiError(
+                400,
+                f"local.{given[0]} names a folder on the server, which a client cannot choose: a job's outputs "
+                "go to the job's own folder on the server. Remove it from the request.",
+                param=f"local.{given[0]}",
+                code="path_not_allowed",
+            )
+
+    def _check_model(self, body: dict[str, Any]) -> None:
+        """The job's model must be one this server offers to fine-tune: a name, never a path (no probing)."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ApiError(400, "model is required", param="model")
+        offered = self.server.config.base_model
+        if model != offered:
+            raise ApiError(
+                400,
+                f"The model {model[:100]!r} does not exist or cannot be fine-tuned on this server; it fine-tunes "
+                f"{offered!r} (GET /v1/models lists what it serves)",
+                param="model",
+                code="model_not_found",
+            )
+
     @_route("POST", "/fine_tuning/jobs")
     def create_job(self, params: dict[str, str]) -> None:
-        from tuneport.spec.jobspec import JobSpec
-
         body = self._json_body()
         for name in ("training_file", "validation_file"):
             value = body.get(name)
@@ -452,8 +477,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 check_id("file_id", value)
         if "training_file" not in body:
             raise ApiError(400, "training_file is required", param="training_file")
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            raise ApiError(400, "model is required", param="model")
+        self._check_model(body)
+        self._check_no_paths(body)
         body = {**body, "backend": "local"}
         spec = JobSpec.from_dict(body, source="request body")
         files = self.server.files
@@ -549,7 +574,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 type="server_error",
                 code="serving_not_running",
             )
-        self._forward(serve_url + "/chat/completions", b"".join(self._chunks(MAX_JSON_BYTES * 16)))
+        body = b"".join(self._chunks(MAX_JSON_BYTES * 16, _CHAT_TOO_LARGE))
+        self._forward(serve_url + "/chat/completions", body)
 
     def _forward(self, url: str, body: bytes) -> None:
         import httpx

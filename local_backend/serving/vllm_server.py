@@ -23,6 +23,11 @@ therefore runs with ``max_loras >= adapters + 1`` and keeps that invariant at ru
 loaded since the (re)start, and :meth:`VLLMServer.load_adapter` refuses one that would reach the last slot, or,
 with ``restart=True``, restarts the server with enough slots for the adapters served now (which also resets the
 count). GPU kernels treat ``-1`` correctly, so no spare slot is reserved there.
+
+**No folders in answers.** vLLM's ``/v1/models`` shows each model's ``root``: the path it was loaded from. The
+server therefore runs in its scratch folder and is given links there (``./model``, ``./lora/N``) instead of the
+real folders, so a client learns names, not where anything lives. Off loopback the bearer token goes to vLLM
+in ``VLLM_API_KEY`` (not on the command line, which ``ps`` and the log show); ``/health`` stays open.
 """
 
 from __future__ import annotations
@@ -38,29 +43,27 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneport.local_backend.serving.serve import (
+from tuneport.errors import ServeError
+from tuneport.local_backend.serving.adapters import AdapterError, AdapterSpec, check_adapter, lora_rank_for
+from tuneport.local_backend.serving.engine import EngineOptions, ServerCrashedError, ServerStartError
+from tuneport.local_backend.serving.preflight import (
     REPAIR_COMMAND,
-    AdapterError,
-    AdapterSpec,
-    ScratchDir,
-    ServeError,
-    ServerCrashedError,
-    ServerStartError,
     broken_companion_packages,
-    check_adapter,
     check_memory,
     check_port_free,
     free_port,
-    lora_rank_for,
 )
+from tuneport.local_backend.serving.scratch import ScratchDir
+from tuneport.paths import home_dir
 
 __all__ = ["VLLMServer", "detect_device", "cpu_kv_cache_bytes"]
 
 _LOG_KEEP = 20
+_MODEL_LINK = "./model"
 # What vLLM's three processes take besides the weights (measured ~2 GB RSS for the tiny model on CPU).
 _CPU_OVERHEAD = int(2.5 * 2**30)
 
@@ -140,33 +143,32 @@ class VLLMServer:
         model: str,
         base_path: Path,
         adapters: Sequence[AdapterSpec] = (),
+        options: EngineOptions | None = None,
         *,
-        host: str = "127.0.0.1",
-        port: int | None = None,
-        max_loras: int | None = None,
-        max_lora_rank: int | None = None,
-        max_model_len: int | None = None,
-        tensor_parallel_size: int | None = None,
-        extra_args: Sequence[str] = (),
         enable_lora: bool | None = None,
-        home: Path | None = None,
         python: str | None = None,
         device: str | None = None,
-        log: Callable[[str], None] | None = None,
         lora_guard: bool = True,
-        runtime_slots: int = 0,
     ) -> None:
+        options = options or EngineOptions()
+        self.options = options
         self.model = model
         self.base_path = Path(base_path)
-        self.host = host
-        self.port = port or free_port(host if host not in ("0.0.0.0", "::") else "127.0.0.1")
+        self.host = options.host
+        self.port = options.port or free_port(options.local_host())
         self.python = python or sys.executable
         self.device = device or detect_device()
-        self.extra_args = list(extra_args)
-        self.tensor_parallel_size = tensor_parallel_size
-        self.max_model_len = max_model_len
-        self.home = home
-        self._log = log or (lambda line: None)
+        self.extra_args = list(options.extra_args)
+        self.tensor_parallel_size = options.tensor_parallel_size
+        self.max_model_len = options.max_model_len
+        self.home = options.home
+        self._log = options.say
+        max_loras, runtime_slots = options.max_loras, options.runtime_slots
+        if _flag_given(self.extra_args, "--api-key"):
+            raise ServeError(
+                "--api-key after `--` would put the token on vLLM's command line (visible in `ps` and the log)",
+                hint="Give it to tuneport instead: --api-key TOKEN or TUNEPORT_SERVE_API_KEY.",
+            )
         self.lora_guard = lora_guard and self.device == "cpu"
         self.adapters: dict[str, AdapterSpec] = {}
         for spec in adapters:
@@ -182,7 +184,7 @@ class VLLMServer:
         # ``runtime_slots``: room for adapters loaded later (``--watch-jobs``) when ``max_loras`` is not given.
         self.enable_lora = bool(adapters) or bool(max_loras) or bool(enable_lora) or runtime_slots > 0
         self.max_lora_rank = (
-            lora_rank_for((a.rank for a in adapters), max_lora_rank) if self.enable_lora else 0
+            lora_rank_for((a.rank for a in adapters), options.max_lora_rank) if self.enable_lora else 0
         )
         if max_loras is None and runtime_slots > 0:
             max_loras = self._slots(len(adapters) + runtime_slots, None)
@@ -197,6 +199,8 @@ class VLLMServer:
         self.started_in: float | None = None
         # Adapters loaded since the last (re)start, unloaded ones included (they keep their slot): the guard's count.
         self.loads_since_start = len(self.adapters)
+        self._links: dict[str, int] = {}  # adapter name -> its link's number under ./lora in the scratch folder
+        self._link_count = 0
 
     # -- settings ---------------------------------------------------------------------------------------------
 
@@ -221,8 +225,11 @@ class VLLMServer:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}/v1"
+        return self.options.base_url(self.port)
+
+    @property
+    def listen(self) -> str:
+        return self.options.listen_address(self.port)
 
     @property
     def root_url(self) -> str:
@@ -231,7 +238,7 @@ class VLLMServer:
     def command(self) -> list[str]:
         """The vLLM command line for the current settings (tuneport's defaults, then the user's flags)."""
         args: list[str] = [
-            "--model", str(self.base_path), "--served-model-name", self.model,
+            "--model", _MODEL_LINK, "--served-model-name", self.model,
             "--host", self.host, "--port", str(self.port),
         ]  # fmt: skip
         defaults: list[tuple[str, str | None]] = []
@@ -263,9 +270,33 @@ class VLLMServer:
             if not _flag_given(self.extra_args, flag):
                 args += [flag] if value is None else [flag, value]
         if self.adapters:
-            args += ["--lora-modules", *(f"{a.name}={a.path}" for a in self.adapters.values())]
+            args += ["--lora-modules", *(f"{a.name}={self._link(a)}" for a in self.adapters.values())]
         args += self.extra_args
         return [self.python, "-m", "vllm.entrypoints.openai.api_server", *args]
+
+    def _link(self, spec: AdapterSpec) -> str:
+        """The path vLLM is given for an adapter: a link in the scratch folder (see the module docstring)."""
+        if spec.name not in self._links:
+            self._links[spec.name] = self._link_count
+            self._link_count += 1
+        return f"./lora/{self._links[spec.name]}"
+
+    def _make_links(self) -> None:
+        """Create, in the scratch folder the server runs in, the links :meth:`command` names."""
+        assert self.scratch is not None
+        (self.scratch.path / _MODEL_LINK).symlink_to(self.base_path.resolve(), target_is_directory=True)
+        (self.scratch.path / "lora").mkdir(exist_ok=True)
+        for spec in self.adapters.values():
+            self._link_adapter(spec)
+
+    def _link_adapter(self, spec: AdapterSpec) -> str:
+        assert self.scratch is not None
+        rel = self._link(spec)
+        link = self.scratch.path / rel
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(Path(spec.path).resolve(), target_is_directory=True)
+        return rel
 
     def _default_tp(self) -> int:
         gpus = _gpu_count()
@@ -290,6 +321,9 @@ class VLLMServer:
                 "TOKENIZERS_PARALLELISM": "false",
             }
         )
+        env.pop("VLLM_API_KEY", None)
+        if self.options.token:
+            env["VLLM_API_KEY"] = self.options.token
         if self.device == "cpu":
             env["VLLM_TARGET_DEVICE"] = "cpu"
             if not env.get("VLLM_CPU_KVCACHE_SPACE", "").strip():
@@ -312,12 +346,7 @@ class VLLMServer:
             )
 
     def _open_log(self) -> Path:
-        if self.home is not None:
-            logs = Path(self.home) / "logs"
-        else:
-            from tuneport.paths import home_dir
-
-            logs = home_dir() / "logs"
+        logs = (Path(self.home) if self.home is not None else home_dir()) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         old = sorted(logs.glob("serve-*.log"))
         for f in old[: max(0, len(old) - _LOG_KEEP)]:
@@ -331,6 +360,7 @@ class VLLMServer:
                 return self
             self._preflight()
             self.scratch = ScratchDir(self.home)
+            self._make_links()
             self.log_path = self._open_log()
             self._log_file = self.log_path.open("ab")
             cmd = self.command()
@@ -527,7 +557,9 @@ class VLLMServer:
 
         self.check()
         try:
-            response = httpx.post(self.root_url + path, json=body, timeout=120.0)
+            response = httpx.post(
+                self.root_url + path, json=body, headers=self.options.auth_headers(), timeout=120.0
+            )
         except httpx.TransportError as exc:
             self.check()
             raise ServeError(f"vLLM at {self.root_url} did not answer {path}: {exc}") from None
@@ -538,7 +570,7 @@ class VLLMServer:
         import httpx
 
         self.check()
-        data = httpx.get(self.base_url + "/models", timeout=30.0).json()["data"]
+        data = httpx.get(self.base_url + "/models", headers=self.options.auth_headers(), timeout=30.0).json()["data"]
         return [m["id"] for m in data]
 
     def load_adapter(self, name: str, path: str | os.PathLike[str], *, restart: bool = False) -> AdapterSpec:
@@ -591,7 +623,9 @@ class VLLMServer:
                     self.adapters.pop(name, None)
                     raise
                 return spec
-            response = self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(spec.path)})
+            self._links.pop(name, None)  # a fresh link (and slot index) for this load
+            rel = self._link_adapter(spec)
+            response = self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": rel})
             if response.status_code != 200:
                 raise AdapterError(
                     f"vLLM refused adapter {name!r} ({spec.path}): HTTP {response.status_code} {response.text}"

@@ -10,8 +10,12 @@ import pytest
 from _serve_support import make_adapters
 from click.testing import CliRunner
 
-from tuneport.local_backend.serving import serve as S
-from tuneport.local_backend.serving.serve import AdapterError, ServeError, check_adapter, resolve_adapter
+from tuneport.errors import ServeError
+from tuneport.local_backend.serving import adapters as A
+from tuneport.local_backend.serving import preflight as P
+from tuneport.local_backend.serving.adapters import AdapterError, check_adapter, resolve_adapter
+from tuneport.local_backend.serving.engine import EngineOptions
+from tuneport.local_backend.serving.scratch import ScratchDir
 from tuneport.local_backend.serving.vllm_server import VLLMServer
 
 
@@ -35,12 +39,12 @@ def other_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_parse_adapter_arg() -> None:
-    assert S.parse_adapter_arg("support=ftjob-abc") == ("support", "ftjob-abc")
-    assert S.parse_adapter_arg("./runs/adapter") == (None, "./runs/adapter")
+    assert A.parse_adapter_arg("support=ftjob-abc") == ("support", "ftjob-abc")
+    assert A.parse_adapter_arg("./runs/adapter") == (None, "./runs/adapter")
     with pytest.raises(AdapterError, match="NAME=JOB_ID"):
-        S.parse_adapter_arg("=x")
+        A.parse_adapter_arg("=x")
     with pytest.raises(AdapterError, match="may hold only"):
-        S.parse_adapter_arg("bad name=x")
+        A.parse_adapter_arg("bad name=x")
 
 
 def test_adapter_by_path_gets_its_folder_name_and_rank(tiny_model: Path, adapters) -> None:
@@ -111,13 +115,13 @@ def test_adapter_declaring_another_local_base_is_refused(
 
 
 def test_lora_rank_for() -> None:
-    assert S.lora_rank_for([8]) == 16
-    assert S.lora_rank_for([8, 64]) == 64
-    assert S.lora_rank_for([], 32) == 32
+    assert A.lora_rank_for([8]) == 16
+    assert A.lora_rank_for([8, 64]) == 64
+    assert A.lora_rank_for([], 32) == 32
     with pytest.raises(AdapterError, match="above --max-lora-rank"):
-        S.lora_rank_for([64], 16)
+        A.lora_rank_for([64], 16)
     with pytest.raises(ServeError, match="not a rank vLLM accepts"):
-        S.lora_rank_for([8], 12)
+        A.lora_rank_for([8], 12)
 
 
 def test_port_in_use_is_refused() -> None:
@@ -126,33 +130,34 @@ def test_port_in_use_is_refused() -> None:
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}") as info:
-            S.check_port_free("127.0.0.1", port)
+            P.check_port_free("127.0.0.1", port)
         assert "--port" in info.value.hint
 
 
 def test_model_too_large_for_memory(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert S.estimate_model_bytes(tiny_model, 4) == pytest.approx((tiny_model / "model.safetensors").stat().st_size,
+    assert P.estimate_model_bytes(tiny_model, 4) == pytest.approx((tiny_model / "model.safetensors").stat().st_size,
                                                                   rel=0.01)  # fmt: skip
-    monkeypatch.setattr(S, "available_memory_bytes", lambda: 100 * 2**20)
+    monkeypatch.setattr(P, "available_memory_bytes", lambda: 100 * 2**20)
     with pytest.raises(ServeError, match="GiB is available"):
-        S.check_memory(tiny_model, dtype_bytes=4, overhead_bytes=2**30, engine="vLLM on CPU")
+        P.check_memory(tiny_model, dtype_bytes=4, overhead_bytes=2**30, engine="vLLM on CPU")
 
 
 def _server(tiny_model, specs, **kw) -> VLLMServer:
-    return VLLMServer("tiny-chat", tiny_model, specs, device="cpu", port=12345, **kw)
+    return VLLMServer("tiny-chat", tiny_model, specs, EngineOptions(port=12345, **kw), device="cpu")
 
 
 def test_vllm_command_on_cpu_keeps_a_spare_lora_slot(tiny_model: Path, adapters) -> None:
     spec = check_adapter("a", adapters["ad1"], base_model="tiny-chat", base_path=tiny_model)
     cmd = _server(tiny_model, [spec], extra_args=["--max-num-seqs", "8", "--dtype=bfloat16"]).command()
     assert cmd[cmd.index("--max-loras") + 1] == "2"  # one adapter + the empty last slot
-    assert cmd[cmd.index("--lora-modules") + 1] == f"a={spec.path}"
+    assert cmd[cmd.index("--lora-modules") + 1] == "a=./lora/0"  # a link in the scratch folder: no path shown
     assert "--enforce-eager" in cmd and cmd[cmd.index("--served-model-name") + 1] == "tiny-chat"
     assert "--dtype" not in cmd and "--dtype=bfloat16" in cmd  # the user's flag replaces tuneport's default
     assert cmd[-3:] == ["--max-num-seqs", "8", "--dtype=bfloat16"]
     with pytest.raises(ServeError, match="would fill every LoRA slot"):
         _server(tiny_model, [spec], max_loras=1)
-    gpu = VLLMServer("tiny-chat", tiny_model, [spec], device="cuda", port=1, tensor_parallel_size=2).command()
+    gpu = VLLMServer("tiny-chat", tiny_model, [spec], EngineOptions(port=1, tensor_parallel_size=2),
+                     device="cuda").command()
     assert "--enforce-eager" not in gpu and gpu[gpu.index("--max-loras") + 1] == "1"
     assert gpu[gpu.index("--tensor-parallel-size") + 1] == "2"
 
@@ -160,7 +165,7 @@ def test_vllm_command_on_cpu_keeps_a_spare_lora_slot(tiny_model: Path, adapters)
 def test_vllm_environment_sends_caches_to_the_scratch_folder(tiny_model, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "")
     server = _server(tiny_model, [], home=tmp_path)
-    server.scratch = S.ScratchDir(tmp_path)
+    server.scratch = ScratchDir(tmp_path)
     env = server.environment()
     assert "VLLM_CPU_KVCACHE_SPACE" not in env
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_TARGET_DEVICE"] == "cpu"
@@ -174,7 +179,7 @@ def test_stale_scratch_folders_are_swept(tmp_path: Path) -> None:
     stale = tmp_path / "run" / "serve-999999-1"
     stale.mkdir(parents=True)
     (stale / "owner").write_text(json.dumps({"pid": 2**22 + 7, "tmp": str(stale / "tmp")}))
-    fresh = S.ScratchDir(tmp_path)
+    fresh = ScratchDir(tmp_path)
     assert not stale.exists() and fresh.path.exists()
     fresh.remove()
 
@@ -196,7 +201,7 @@ def test_cli_serves_with_the_fallback_and_stops_on_sigterm(tiny_model: Path) -> 
 
     import httpx
 
-    port = S.free_port()
+    port = P.free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from tuneport.cli.serve import serve; serve()", "--model", str(tiny_model),
          "--engine", "transformers", "--port", str(port), "--json"],
@@ -204,9 +209,10 @@ def test_cli_serves_with_the_fallback_and_stops_on_sigterm(tiny_model: Path) -> 
     )  # fmt: skip
     try:
         info = json.loads(proc.stdout.readline())
-        assert info["engine"] == "transformers" and info["models"] == [str(tiny_model)]
+        # served under the folder's name: no client sees where the model lives
+        assert info["engine"] == "transformers" and info["models"] == [tiny_model.name]
         r = httpx.post(info["base_url"] + "/chat/completions", timeout=60, json={
-            "model": str(tiny_model), "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})  # fmt: skip
+            "model": tiny_model.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})  # fmt: skip
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 3
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0

@@ -12,8 +12,9 @@ openai = pytest.importorskip("openai")
 
 from _serve_support import Reference, make_adapters, prompts  # noqa: E402
 
+from tuneport.local_backend.serving.adapters import AdapterError, check_adapter  # noqa: E402
+from tuneport.local_backend.serving.engine import EngineOptions  # noqa: E402
 from tuneport.local_backend.serving.fallback_server import FallbackServer  # noqa: E402
-from tuneport.local_backend.serving.serve import AdapterError, check_adapter  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def server(tiny_model: Path, adapters: dict[str, Path]):
         for name in ("ad1", "ad2")
     ]
     lines: list[str] = []
-    srv = FallbackServer("tiny", tiny_model, specs, log=lines.append).start()
+    srv = FallbackServer("tiny", tiny_model, specs, EngineOptions(log=lines.append)).start()
     srv.lines = lines
     yield srv
     srv.stop()

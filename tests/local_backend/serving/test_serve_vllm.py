@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -18,7 +19,9 @@ if importlib.util.find_spec("vllm") is None:
 
 from _serve_support import Reference, make_adapters, prompts  # noqa: E402
 
-from tuneport.local_backend.serving.serve import AdapterError, ServeError, start_server  # noqa: E402
+from tuneport.errors import ServeError  # noqa: E402
+from tuneport.local_backend.serving.adapters import AdapterError  # noqa: E402
+from tuneport.local_backend.serving.serve import start_server  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -65,12 +68,13 @@ def test_command_uses_cpu_settings_and_the_guard(server) -> None:
 def test_models_lists_base_and_adapters(server, tiny_model: Path) -> None:
     data = httpx.get(server.base_url + "/models").json()["data"]
     by_id = {m["id"]: m for m in data}
-    assert set(by_id) == {str(tiny_model), "ad1", "ad2"}
-    assert by_id["ad1"]["parent"] == str(tiny_model)
+    assert set(by_id) == {tiny_model.name, "ad1", "ad2"}  # the folder's name, never its path
+    assert by_id["ad1"]["parent"] == tiny_model.name
+    assert not any(str(tiny_model.parent) in json.dumps(m) for m in data)  # no folder in any field (root)
 
 
 def test_greedy_token_ids_equal_transformers(server, reference: Reference, tiny_model: Path) -> None:
-    for model, adapter in ((str(tiny_model), None), ("ad1", "ad1"), ("ad2", "ad2")):
+    for model, adapter in ((tiny_model.name, None), ("ad1", "ad1"), ("ad2", "ad2")):
         for messages in prompts(3):
             got = chat(server, model, messages, 40, min_tokens=40)
             assert got["prompt_token_ids"] == reference.prompt_ids(messages)
@@ -113,7 +117,7 @@ def mixed_batch_mismatches(server, base: str, rounds: int = 3) -> tuple[int, int
 
 
 def test_concurrent_mixed_requests_equal_sequential_ones(server, tiny_model: Path) -> None:
-    wrong, total = mixed_batch_mismatches(server, str(tiny_model))
+    wrong, total = mixed_batch_mismatches(server, tiny_model.name)
     assert total == 216
     assert wrong == 0, f"{wrong} of {total} concurrent answers differ from the sequential ones"
 
@@ -137,7 +141,7 @@ def test_runtime_adapters_keep_the_guard(server, adapters: dict[str, Path], refe
         server.load_adapter("ad4", adapters["ad4"])
     assert "ad4" not in server.models()
     # The guard still holds after the runtime load and unload.
-    wrong, total = mixed_batch_mismatches(server, str(tiny_model), rounds=1)
+    wrong, total = mixed_batch_mismatches(server, tiny_model.name, rounds=1)
     assert wrong == 0, f"{wrong} of {total}"
 
 
@@ -155,15 +159,16 @@ def test_runtime_load_refuses_bad_adapters(server, adapters: dict[str, Path], tm
     reason="demonstrates the unguarded vLLM CPU bug (starts a second server); set TUNEPORT_SHOW_LORA_BUG=1",
 )
 def test_without_the_guard_base_requests_get_an_adapter(tiny_model, adapters, tmp_path_factory) -> None:
-    from tuneport.local_backend.serving.serve import check_adapter
+    from tuneport.local_backend.serving.adapters import check_adapter
+    from tuneport.local_backend.serving.engine import EngineOptions
     from tuneport.local_backend.serving.vllm_server import VLLMServer
 
     specs = [check_adapter(n, adapters[n], base_model="b", base_path=tiny_model) for n in ("ad1", "ad2")]
     srv = VLLMServer(
-        str(tiny_model), tiny_model, specs, max_loras=2, lora_guard=False, home=tmp_path_factory.mktemp("h"),
-        max_model_len=512,
+        tiny_model.name, tiny_model, specs, EngineOptions(max_loras=2, home=tmp_path_factory.mktemp("h"),
+        max_model_len=512), lora_guard=False,
     )  # fmt: skip
     with srv.start():
-        wrong, total = mixed_batch_mismatches(srv, str(tiny_model), rounds=3)
+        wrong, total = mixed_batch_mismatches(srv, tiny_model.name, rounds=3)
     print(f"unguarded: {wrong} of {total} concurrent answers wrong")
     assert wrong > 0

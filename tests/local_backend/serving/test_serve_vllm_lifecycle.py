@@ -14,7 +14,8 @@ import pytest
 if importlib.util.find_spec("vllm") is None:
     pytest.skip("vLLM is not installed in this environment", allow_module_level=True)
 
-from tuneport.local_backend.serving.serve import ServerCrashedError, ServerStartError, start_server  # noqa: E402
+from tuneport.local_backend.serving.engine import ServerCrashedError, ServerStartError  # noqa: E402
+from tuneport.local_backend.serving.serve import start_server  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

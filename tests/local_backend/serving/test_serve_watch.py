@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from tuneport.jobs.store import open_store
-from tuneport.local_backend.serving.serve import JobWatcher, start_server
+from tuneport.local_backend.serving.serve import start_server
 from tuneport.local_backend.serving.serve_fixtures import make_random_adapter
+from tuneport.local_backend.serving.watch import JobWatcher
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -56,7 +57,8 @@ def wait_for(predicate, timeout: float = 30.0):
 
 
 def test_jobs_finishing_while_serving_are_loaded_and_answer(tiny_model: Path, tmp_path: Path) -> None:
-    base = str(tiny_model)
+    base = str(tiny_model)  # what the jobs trained on
+    name = tiny_model.name  # what the server answers to: the folder's name, never its path
     store = open_store()
     finish_job(store, "ftjob-old", model=base, adapter=make_random_adapter(tiny_model, tmp_path / "old", seed=1),
                name="ft:old")  # fmt: skip
@@ -64,7 +66,7 @@ def test_jobs_finishing_while_serving_are_loaded_and_answer(tiny_model: Path, tm
     server = start_server(base, engine="transformers", log=lines.append)
     try:
         with JobWatcher(server, interval=0.3, store=store, log=lines.append):
-            base_ids = token_ids(server.base_url, base)
+            base_ids = token_ids(server.base_url, name)
             # One that finishes now, one on another base model, one that produced a full model, one still running.
             finish_job(store, "ftjob-new", model=base, adapter=make_random_adapter(tiny_model, tmp_path / "new", seed=2),
                        name="ft:tiny:new")  # fmt: skip
@@ -81,7 +83,7 @@ def test_jobs_finishing_while_serving_are_loaded_and_answer(tiny_model: Path, tm
             assert wait_for(lambda: "ft:tiny:later" in served(server.base_url)), lines
 
             assert served(server.base_url) == [
-                base,
+                name,
                 "ft:tiny:new",
                 "ft:tiny:later",
             ]  # not ft:old, nor ft:other
@@ -90,7 +92,7 @@ def test_jobs_finishing_while_serving_are_loaded_and_answer(tiny_model: Path, tm
                 token_ids(server.base_url, "ft:tiny:later"),
             )
             assert len({tuple(base_ids), tuple(new_ids), tuple(later_ids)}) == 3
-            assert token_ids(server.base_url, base) == base_ids  # the base is untouched by the loads
+            assert token_ids(server.base_url, name) == base_ids  # the base is untouched by the loads
         full = next(line for line in lines if "ftjob-full" in line)
         assert "full model, not a LoRA adapter" in full and "--model" in full
         assert not any("ftjob-other" in line or "ftjob-old" in line for line in lines)
@@ -100,7 +102,8 @@ def test_jobs_finishing_while_serving_are_loaded_and_answer(tiny_model: Path, tm
 
 
 def test_the_cli_flag_serves_a_job_that_finishes_later(tiny_model: Path, tmp_path: Path) -> None:
-    base = str(tiny_model)
+    base = str(tiny_model)  # what the jobs trained on
+    name = tiny_model.name  # what the server answers to: the folder's name, never its path
     cmd = [sys.executable, "-m", "tuneport.cli.main", "serve", "--model", base, "--engine", "transformers",
            "--port", "0", "--json", "--watch-jobs", "--watch-interval", "0.3"]  # fmt: skip
     proc = subprocess.Popen(
@@ -110,12 +113,12 @@ def test_the_cli_flag_serves_a_job_that_finishes_later(tiny_model: Path, tmp_pat
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
         info = json.loads(line)
-        assert info["models"] == [base]
+        assert info["models"] == [name]
         with open_store() as store:
             finish_job(store, "ftjob-cli", model=base,
                        adapter=make_random_adapter(tiny_model, tmp_path / "cli", seed=5), name="ft:tiny:cli")  # fmt: skip
         assert wait_for(lambda: "ft:tiny:cli" in served(info["base_url"]))
-        assert token_ids(info["base_url"], "ft:tiny:cli") != token_ids(info["base_url"], base)
+        assert token_ids(info["base_url"], "ft:tiny:cli") != token_ids(info["base_url"], name)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -129,19 +132,20 @@ def test_the_cli_flag_serves_a_job_that_finishes_later(tiny_model: Path, tmp_pat
 def test_vllm_loads_a_finished_job_and_the_cpu_guard_refuses_the_last_slot(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    base = str(tiny_model)
+    base = str(tiny_model)  # what the jobs trained on
+    name = tiny_model.name  # what the server answers to: the folder's name, never its path
     store = open_store()
     lines: list[str] = []
     # Room for one runtime adapter; on CPU one more slot stays empty (the mixed-batch guard).
-    server = start_server(base, engine="vllm", runtime_adapters=1, home=tmp_path / "home", max_model_len=512,
+    server = start_server(base, engine="vllm", runtime_slots=1, home=tmp_path / "home", max_model_len=512,
                           log=lines.append)  # fmt: skip
     try:
         watcher = JobWatcher(server, interval=3600, store=store, log=lines.append)
-        base_ids = token_ids(server.base_url, base)
+        base_ids = token_ids(server.base_url, name)
         finish_job(store, "ftjob-v1", model=base, adapter=make_random_adapter(tiny_model, tmp_path / "v1", seed=1),
                    name="ft:tiny:v1")  # fmt: skip
         assert watcher.poll() == ["ft:tiny:v1"]
-        assert served(server.base_url) == [base, "ft:tiny:v1"]
+        assert served(server.base_url) == [name, "ft:tiny:v1"]
         assert token_ids(server.base_url, "ft:tiny:v1") != base_ids
         if server.lora_guard:
             assert server.max_loras == 2
@@ -149,8 +153,8 @@ def test_vllm_loads_a_finished_job_and_the_cpu_guard_refuses_the_last_slot(
                        adapter=make_random_adapter(tiny_model, tmp_path / "v2", seed=2), name="ft:tiny:v2")  # fmt: skip
             assert watcher.poll() == []
             assert "one slot must stay empty" in watcher.skipped["ftjob-v2"]
-            assert served(server.base_url) == [base, "ft:tiny:v1"]
-            assert token_ids(server.base_url, base) == base_ids
+            assert served(server.base_url) == [name, "ft:tiny:v1"]
+            assert token_ids(server.base_url, name) == base_ids
         watcher.stop()
     finally:
         server.stop()
