@@ -39,6 +39,7 @@ from tuneport.errors import (  # noqa: F401 - re-exported: providers raise these
     NotSupportedError,
     ProviderError,
     WaitTimeoutError,
+    register_secret_env,
 )
 
 if TYPE_CHECKING:
@@ -166,6 +167,11 @@ class Provider(ABC):
     secret_env: ClassVar[tuple[str, ...]] = ()
     #: seconds between status polls in :meth:`wait` and :meth:`follow`
     poll_interval: float = 10.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A backend's key variables are masked in every error from the moment the backend is defined."""
+        super().__init_subclass__(**kwargs)
+        register_secret_env(*cls.secret_env)
 
     # -- files ------------------------------------------------------------------------------------------------
     @abstractmethod

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from tuneport.endpoints.client import OPENAI_BASE_URL
 from tuneport.errors import (
     APIConnectionError,
     APIStatusError,
@@ -70,7 +71,7 @@ __all__ = ["OpenAIProvider", "CLIENT_KEY_FIELD", "DEFAULT_BASE_URL"]
 
 log = logging.getLogger("tuneport.providers.openai")
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_BASE_URL = OPENAI_BASE_URL  # defined once, in tuneport.endpoints.client
 #: the metadata key that tags every job tuneport creates (see the module docstring)
 CLIENT_KEY_FIELD = "tuneport_client_key"
 

@@ -149,3 +149,18 @@ def test_every_error_field_is_redacted_at_construction(variable, monkeypatch) ->
     _assert_nowhere(PLAIN_CANARY, str(exc), repr(exc), repr(exc.args), exc.message, exc.hint or "",
                     exc.request_id or "", exc.code or "")  # fmt: skip
     assert "***" in str(exc) and f"export {variable}=***" in (exc.hint or "")
+
+
+def test_a_backend_declares_its_key_variable_by_defining_itself(monkeypatch) -> None:
+    from tuneport.providers.base import Provider
+
+    monkeypatch.setattr(errors, "_SECRET_ENVS", set(errors._SECRET_ENVS))  # undone after the test
+    monkeypatch.setenv("ACME_TEST_API_KEY", PLAIN_CANARY)
+    assert PLAIN_CANARY in str(errors.APIStatusError(f"echo {PLAIN_CANARY}"))
+
+    class AcmeProvider(Provider):  # a plugin backend: declaring the variable is all it takes
+        name = "acme-test"
+        secret_env = ("ACME_TEST_API_KEY",)
+
+    assert "ACME_TEST_API_KEY" in errors.secret_envs()
+    assert str(errors.APIStatusError(f"echo {PLAIN_CANARY}")) == "echo ***"
