@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from tuneport.errors import SpecError
 from tuneport.spec.jobspec import DTYPES, LR_SCHEDULERS
+from tuneport.spec.rates import learning_rate_problem
 
 __all__ = [
     "TrainConfig",
@@ -165,7 +166,9 @@ class TrainConfig:
         int_at_least("keep_checkpoints", 1, optional=True)
         int_at_least("num_threads", 1, optional=True)
         int_at_least("max_steps", 1, optional=True)
-        number_in("learning_rate", 0.0, 1.0, low_open=True)
+        lr_problem = learning_rate_problem(self.learning_rate)  # the spec check refuses the same rates
+        if lr_problem is not None:
+            raise _err("learning_rate", lr_problem)
         number_in("warmup_ratio", 0.0, 1.0)
         number_in("weight_decay", 0.0, 1.0)
         number_in("max_grad_norm", 0.0, 1e6)
