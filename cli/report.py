@@ -8,6 +8,7 @@ JSON file), gather the fine-tuning jobs' events (loss curves) and recorded cost 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,4 @@ def report(run: str, output: str | None, formats: tuple[str, ...], as_json: bool
 
 
 def _safe_dir(text: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:80] or "run"
