@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tuneport.errors import ProviderError, TuneportError
+from tuneport.errors import ProviderError, TuneportError, redact
 from tuneport.jobs.store import Store
 
 _FLUSH_ROWS = 256
@@ -75,7 +75,7 @@ def _error_dict(exc: BaseException) -> dict[str, Any]:
                 "code": exc.code}  # fmt: skip
     if isinstance(exc, TuneportError):
         return {"type": type(exc).__name__, "message": exc.message}
-    return {"type": type(exc).__name__, "message": str(exc)}
+    return {"type": type(exc).__name__, "message": redact(str(exc))}  # not ours: scrub any echoed key
 
 
 def _checked_usage(prompt: Any, completion: Any) -> tuple[int | None, int | None, str | None]:
