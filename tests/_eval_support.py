@@ -1,11 +1,16 @@
 """Scripted evaluation data shared by the evaluation, judge, report and CLI tests: N support tickets, and
-answers that make ``ft`` right on every item and ``base`` wrong on items 0..29."""
+answers that make ``ft`` right on every item and ``base`` wrong on items 0..29.
+
+The ``server`` fixture (one loopback :class:`FakeEvalServer` per test module, reset and taught before each test)
+is defined here once: ``tests/evaluation/conftest.py`` and the CLI tests import it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from _fake_eval_server import FakeEvalServer
 
 from tuneport.http import RetryPolicy
@@ -54,3 +59,18 @@ def teach(server: FakeEvalServer, n: int = N, *, text: bool = False) -> None:
             base[_question(i)] = ref
     server.answers["ft"] = ft
     server.answers["base"] = base
+
+
+@pytest.fixture(scope="module", name="_running_eval_server")
+def running_eval_server() -> Iterator[FakeEvalServer]:
+    server = FakeEvalServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="server")
+def eval_server(_running_eval_server: FakeEvalServer) -> FakeEvalServer:
+    """The module's fake eval server with no requests counted, no failures set, and ``teach``'s answers."""
+    _running_eval_server.reset()
+    teach(_running_eval_server)
+    return _running_eval_server

@@ -6,10 +6,13 @@ the answer that equals the reference (``[[A]]`` / ``[[B]]``, ``[[C]]`` when neit
 always says ``[[A]]`` (pure position bias), ``"unparseable"`` answers with no verdict.
 ``fail_after = N`` makes every request after the N-th answer HTTP 500 (an endpoint dying mid-run);
 ``fail_models`` limits that to some models. ``requests`` counts the requests received, per model.
+``usage`` replaces the usage every answer reports (an endpoint reporting impossible token counts);
+``delay`` makes every answer take that many seconds (so concurrent clients overlap).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from typing import Any
 
@@ -46,6 +49,8 @@ class FakeEvalServer(LoopbackChatServer):
         self.fail_after: int | None = None
         self.fail_models: set[str] | None = None
         self.served = 0
+        self.usage: dict[str, Any] | None = None
+        self.delay = 0.0
 
     def url(self, model: str) -> str:
         return f"{self.base_url}#{model}"
@@ -58,6 +63,8 @@ class FakeEvalServer(LoopbackChatServer):
         self.fail_after = None
         self.fail_models = None
         self.served = 0
+        self.usage = None
+        self.delay = 0.0
 
     async def _chat(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
@@ -69,6 +76,8 @@ class FakeEvalServer(LoopbackChatServer):
             error = {"error": {"message": "The server had an error", "type": "server_error", "code": None}}
             return web.Response(status=500, body=orjson.dumps(error), content_type="application/json")
         self.served += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         messages = body.get("messages") or []
         last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         if model in self.judges:
@@ -78,6 +87,7 @@ class FakeEvalServer(LoopbackChatServer):
         completion = {
             "id": "chatcmpl-eval", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15} if self.usage is None
+                     else self.usage,
         }  # fmt: skip
         return web.Response(body=orjson.dumps(completion), content_type="application/json")

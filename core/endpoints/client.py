@@ -423,9 +423,10 @@ class InferenceClient:
             raise
         result.elapsed_ms = (time.perf_counter() - started) * 1000.0
         usage = result.usage
-        if usage.prompt_tokens:
+        # A server may report anything as usage (a string, a negative count): only whole counts are summed.
+        if type(usage.prompt_tokens) is int and usage.prompt_tokens > 0:
             self.stats.prompt_tokens += usage.prompt_tokens
-        if usage.completion_tokens:
+        if type(usage.completion_tokens) is int and usage.completion_tokens > 0:
             self.stats.completion_tokens += usage.completion_tokens
         if record is not None:
             self._record(ep, record, body, result, started, None)

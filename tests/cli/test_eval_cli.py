@@ -6,27 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cli import tp  # noqa: E402
-from _eval_support import N, teach, write_dataset  # noqa: E402
-from _fake_eval_server import FakeEvalServer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def _server():
-    server = FakeEvalServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(_server: FakeEvalServer) -> FakeEvalServer:
-    _server.reset()
-    teach(_server)
-    return _server
+from _eval_support import N, eval_server, running_eval_server, write_dataset  # noqa: E402,F401 (fixtures)
 
 
 def test_eval_json_and_human_output(server, tmp_path, capsys) -> None:

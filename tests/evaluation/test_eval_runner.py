@@ -17,37 +17,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _eval_support import CATEGORIES, NO_RETRY, N, _question, _reference, teach, write_dataset  # noqa: E402,F401
-from _fake_eval_server import FakeEvalServer  # noqa: E402
 
 from tuneport.endpoints.client import EndpointError  # noqa: E402
 from tuneport.errors import DataError, EvaluationError, SpecError  # noqa: E402
 from tuneport.evaluation.runner import load_run, record_endpoint, run_eval  # noqa: E402
-from tuneport.jobs.store import Store  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def _server():
-    server = FakeEvalServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(_server: FakeEvalServer) -> FakeEvalServer:
-    _server.reset()
-    teach(_server)
-    return _server
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "db.sqlite") as s:
-        yield s
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path / "heldout.jsonl")
 
 
 def _eval(server, data, store, **kw):

@@ -17,42 +17,21 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _eval_support import NO_RETRY, N, teach, write_dataset  # noqa: E402
+from _eval_support import NO_RETRY, N  # noqa: E402
 from _fake_eval_server import FakeEvalServer  # noqa: E402
 
 from tuneport.endpoints.client import EndpointError  # noqa: E402
 from tuneport.errors import EvaluationError  # noqa: E402
 from tuneport.evaluation.runner import load_run, run_eval  # noqa: E402
-from tuneport.jobs.store import Store  # noqa: E402
 from tuneport.report.render import render_report  # noqa: E402
 
 WRONG = 30  # items base gets wrong (0..29); ft and base agree exactly on the other 30
 
 
-@pytest.fixture(scope="module")
-def _server():
-    server = FakeEvalServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def server(_server: FakeEvalServer) -> FakeEvalServer:
-    _server.reset()
-    teach(_server)
-    _server.judges.update({"judge": "reference", "biased": "first", "mute": "unparseable"})
-    return _server
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "db.sqlite") as s:
-        yield s
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path / "heldout.jsonl")
+def server(server: FakeEvalServer) -> FakeEvalServer:
+    server.judges.update({"judge": "reference", "biased": "first", "mute": "unparseable"})
+    return server
 
 
 def _eval(server, data, store, judge: str = "judge", **kw):
