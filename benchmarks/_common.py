@@ -12,17 +12,6 @@ from pathlib import Path
 
 import orjson
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def ensure_tiktoken_cache() -> None:
-    """Point tiktoken at the shared offline cache unless the caller chose one."""
-    if "TIKTOKEN_CACHE_DIR" not in os.environ:
-        shared = REPO.parent / "shared" / "tiktoken"
-        if shared.is_dir():
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(shared)
-
-
 _COMMON = [
     "the",
     "of",

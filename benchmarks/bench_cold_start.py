@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -81,14 +80,6 @@ def main() -> None:
                 for i in range(20)
             )
         )
-        env_ok = (
-            "TIKTOKEN_CACHE_DIR" in os.environ
-            or (Path(__file__).resolve().parents[2] / "shared" / "tiktoken").is_dir()
-        )
-        if "TIKTOKEN_CACHE_DIR" not in os.environ and env_ok:
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(
-                Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
-            )
         heavy = heavy_imports(["data", "validate", str(p), "--json"])
         ok &= not heavy
         print(f"tuneport data validate FILE (a real run): heavy modules imported: {heavy or 'none'}")

@@ -1,4 +1,7 @@
-"""Validate request and response bodies against OpenAI's published schema (``shared/openai-api``).
+"""Validate request and response bodies against OpenAI's published schema, carried in the repository.
+
+The schema (OpenAI's MIT-licensed OpenAPI description, fine-tuning subset) lives in ``tests/contracts/openai``
+with its licence and where it came from, so the contract checks need nothing outside the repository.
 
 The document says ``openapi: 3.1.0`` but still uses OpenAPI 3.0 idioms that JSON Schema 2020-12 reads differently:
 ``nullable: true`` (3.0's "may be null") and boolean ``exclusiveMinimum: true`` next to ``minimum`` (2020-12 wants
@@ -20,7 +23,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "openai-api" / "openapi-finetuning.json"
+SPEC_PATH = Path(__file__).resolve().parent / "contracts" / "openai" / "openapi-finetuning.json"
 _URI = "urn:openai-finetuning"
 
 

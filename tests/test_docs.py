@@ -213,9 +213,6 @@ def test_chapter_runs(chapter: Path, tmp_path: Path) -> None:
         TUNEPORT_NUM_THREADS="1",
         TMPDIR=str(tmp_path),
     )
-    tiktoken = ROOT.parent / "shared" / "tiktoken"
-    if "TIKTOKEN_CACHE_DIR" not in env and tiktoken.is_dir():
-        env["TIKTOKEN_CACHE_DIR"] = str(tiktoken)
     script = build_script(runnable)
     (tmp_path / "chapter.sh").write_text(script, "utf-8")
     result = subprocess.run(

