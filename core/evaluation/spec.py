@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tuneport.data.reader import file_sha256, iter_records
 from tuneport.errors import DataError, SpecError
 
 __all__ = [
@@ -264,8 +265,6 @@ def load_items(path: str | Path) -> tuple[list[EvalItem], str]:
     Every problem (a broken line, a line whose last message is not the assistant's answer, a prompt with no
     messages) is collected with its line number and raised together as a :class:`DataError`.
     """
-    from tuneport.data.reader import file_sha256, iter_records
-
     path = Path(path)
     items: list[EvalItem] = []
     problems: list[str] = []
