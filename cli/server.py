@@ -22,7 +22,11 @@ __all__ = ["server"]
 @click.option("--token", default=None, envvar="TUNEPORT_SERVER_TOKEN",
               help="Bearer token every request must carry (env TUNEPORT_SERVER_TOKEN).")  # fmt: skip
 @click.option("--max-upload-bytes", default=None, type=click.IntRange(1),
-              help="Largest file accepted, in bytes (default 1 GiB).")  # fmt: skip
+              help="Largest file accepted (POST /v1/files, or a whole /v1/uploads), in bytes (default 1 GiB). "
+              "JSON requests have their own fixed 1 MiB cap.")  # fmt: skip
+@click.option("--read-timeout", default=None, type=click.FloatRange(0.1),
+              help="Seconds a connection may stay silent (idle, or stalled mid-request) before it is closed "
+              "(default 60).")  # fmt: skip
 @click.option("--serve-url", default=None, envvar="TUNEPORT_SERVE_URL",
               help="Base URL of a serving engine (`tuneport serve`, e.g. http://127.0.0.1:8001/v1) that "
               "/v1/chat/completions is forwarded to (env TUNEPORT_SERVE_URL).")  # fmt: skip
@@ -32,6 +36,7 @@ def server(
     port: int,
     token: str | None,
     max_upload_bytes: int | None,
+    read_timeout: float | None,
     serve_url: str | None,
     as_json: bool,
 ) -> None:
@@ -44,11 +49,13 @@ def server(
         make_server,
         serve_forever,
     )
+    from tuneport.local_backend.protocol import DEFAULT_READ_TIMEOUT
 
     config = ServerConfig(
         token=token,
         max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
         serve_url=serve_url,
+        read_timeout=read_timeout or DEFAULT_READ_TIMEOUT,
     )
     try:
         httpd = make_server(host, port, config=config)

@@ -163,7 +163,7 @@ def make_server(
     if provider is None:
         from tuneport.providers.local import LocalProvider
 
-        provider = LocalProvider()
+        provider = LocalProvider(allow_output_dir=False)  # nothing a client sends is written outside a job
     return ApiServer((host, port), config, provider)
 
 
@@ -229,6 +229,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
+
+    def _other_method(self) -> None:
+        """Any other method: OpenAI's 405 (or 404) error object, not the standard library's HTML 501 page."""
+        if self.command == "HEAD":
+            self.close_connection = True  # the client reads no body after a HEAD: don't leave one in the stream
+        self._dispatch(self.command)
+
+    def __getattr__(self, name: str) -> Any:
+        # The standard library looks up ``do_<METHOD>``; every method without one gets :meth:`_other_method`.
+        if name.startswith("do_"):
+            return self._other_method
+        raise AttributeError(name)
 
     def _match(self, method: str, path: str) -> tuple[str, dict[str, str]]:
         allowed = False

@@ -114,6 +114,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         self._answer(self._post)
 
+    def _other_method(self) -> None:
+        """Any other method: OpenAI's error object (405), not the standard library's HTML 501 page."""
+        self.close_connection = True
+
+        def refuse() -> None:
+            raise ApiError(405, f"{self.command} is not allowed on {self.path[:200]}", code="method_not_allowed")
+
+        self._answer(refuse)
+
+    def __getattr__(self, name: str) -> Any:
+        # The standard library looks up ``do_<METHOD>``; every method without one gets :meth:`_other_method`.
+        if name.startswith("do_"):
+            return self._other_method
+        raise AttributeError(name)
+
     def _get(self) -> None:
         if is_chunked(self.headers) or content_length(self.headers):
             self.close_connection = True  # a body nobody reads would be taken as the next request
