@@ -255,7 +255,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from tuneport.fixtures.tiny_model import build_tiny_model
-    from tuneport.local_backend.training.trainer import pick_num_threads
+    from tuneport.local_backend.training.machine import pick_num_threads
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

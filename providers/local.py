@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneport.errors import DataError, ProviderError, StoreError
 from tuneport.local_backend.training import jobs as J
+from tuneport.local_backend.training.job_outputs import claim_output_dir
 from tuneport.providers.base import Endpoint, ProgressCallback, Provider, SpecPreview
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class LocalProvider(Provider):
 
     ``store``: the Store to use (default: the one in ``TUNEPORT_HOME``). ``launch=False`` records jobs without
     starting a runner (the caller runs :func:`tuneport.local_backend.training.runner.run_job` itself).
+    ``allow_output_dir=False`` refuses ``local.output_dir`` (outputs in a folder outside the job's own): what
+    ``tuneport server`` uses, so that nothing a client sends makes a job write outside its folder.
     """
 
     name = "local"
@@ -127,10 +130,11 @@ class LocalProvider(Provider):
         base_url = os.environ.get("TUNEPORT_LOCAL_BASE_URL", DEFAULT_LOCAL_BASE_URL)
         return Endpoint(base_url=base_url, model=fine_tuned_model, kind=cls.name, job_id=job_id)
 
-    def __init__(self, *, store: Any = None, launch: bool = True) -> None:
+    def __init__(self, *, store: Any = None, launch: bool = True, allow_output_dir: bool = True) -> None:
         self._store = store
         self._own_store = store is None
         self.launch = launch
+        self.allow_output_dir = allow_output_dir
 
     @property
     def store(self) -> Any:
@@ -220,6 +224,7 @@ class LocalProvider(Provider):
         self, spec: JobSpec, *, training_file: str, validation_file: str | None = None
     ) -> FineTuningJob:
         """Record the job (status ``validating_files``) and start its runner; return at once."""
+        requested_dir = self._requested_output_dir(spec)
         job_id = J.new_job_id()
         folder = J.job_dir(job_id, create=True)
         train_path, train_sha = self._uploaded(training_file, "training_file")
@@ -233,15 +238,21 @@ class LocalProvider(Provider):
             val_path, val_sha = self._uploaded(validation_file, "validation_file")
             outputs.update(validation_path=str(val_path), validation_sha256=val_sha)
         data = spec.to_dict()
-        if spec.local.output_dir:
+        if requested_dir is not None:
             # The runner does not know where the spec file was: pin relative output folders now.
-            data["local"]["output_dir"] = str(spec.resolve_path(spec.local.output_dir))
-        output_dir = Path(data["local"]["output_dir"]) if spec.local.output_dir else folder
+            data["local"]["output_dir"] = str(requested_dir)
+        output_dir = requested_dir or folder  # a claimed output_dir holds this job's outputs, nobody else's
         outputs.update(output_dir=str(output_dir), checkpoints_dir=str(output_dir / "checkpoints"))
         for name in ("training", "validation"):
             original = spec.training_path if name == "training" else spec.validation_path
             if original is not None:
                 outputs[f"{name}_source"] = str(original)
+        if requested_dir is not None:
+            try:
+                claim_output_dir(requested_dir, job_id, self.store)
+            except ProviderError:
+                shutil.rmtree(folder, ignore_errors=True)  # nothing of this job exists yet
+                raise
         hyper = spec.hyperparameters.model_dump(mode="json")
         from tuneport.spec.mapping import resolve_local_hyperparameters
 
@@ -257,6 +268,22 @@ class LocalProvider(Provider):
         if self.launch:
             self._spawn(job_id, resume=False)
         return self.get(job_id)
+
+    def _requested_output_dir(self, spec: JobSpec) -> Path | None:
+        """The folder ``local.output_dir`` names (absolute), or None; refused unless ``allow_output_dir``.
+
+        The folder is claimed for the job in :meth:`create` (see
+        :mod:`tuneport.local_backend.training.job_outputs`): one folder never holds two jobs' outputs.
+        """
+        if not spec.local.output_dir:
+            return None
+        if not self.allow_output_dir:
+            raise ProviderError(
+                "local.output_dir is not accepted here: every job's outputs stay in its own folder on this "
+                "machine, and nothing a client sends names a folder to write to",
+                hint="Leave local.output_dir out; download the results through the API instead.",
+            )
+        return spec.resolve_path(spec.local.output_dir)
 
     def _spawn(self, job_id: str, *, resume: bool) -> None:
         try:
@@ -355,7 +382,7 @@ class LocalProvider(Provider):
         interrupted = outputs.pop("interrupted", None)
         J.clear_request(job_id)
         updated = self.store.update_job(
-            job_id, if_status="paused", status="queued", outputs=outputs, pid=None
+            job_id, if_status="paused", status="queued", outputs=outputs, pid=None, heartbeat_at=None
         )
         if updated is None:
             return self.get(job_id)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from tuneport.local_backend.training.hf_trainer import make_trainer_class, token_accuracy
+
 __all__ = ["dpo_loss", "sequence_logps", "make_dpo_trainer_class"]
 
 
@@ -52,13 +54,11 @@ def dpo_loss(
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
 
 
-def make_dpo_trainer_class():
+def make_dpo_trainer_class() -> type:
     """The DPO Trainer subclass, built lazily (transformers imported only when training)."""
     import torch
 
-    from tuneport.local_backend.training.trainer import _make_trainer_class, _token_accuracy
-
-    base = _make_trainer_class()
+    base = make_trainer_class()
 
     class DPOTrainer(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, beta: float, ref_model: Any = None, **kwargs: Any) -> None:
@@ -117,7 +117,7 @@ def make_dpo_trainer_class():
                 chosen_labels = inputs["labels"].masked_fill(
                     (inputs["seq_index"] >= int(inputs["n_pairs"])) | (inputs["seq_index"] < 0), -100
                 )
-                c, t = _token_accuracy(out.logits, chosen_labels)
+                c, t = token_accuracy(out.logits, chosen_labels)
             self._acc_correct += c
             self._acc_total += t
             loss = losses.mean()
@@ -151,7 +151,7 @@ def make_dpo_trainer_class():
                         chosen_labels = batch["labels"].masked_fill(
                             (batch["seq_index"] >= n) | (batch["seq_index"] < 0), -100
                         )
-                        c, t = _token_accuracy(out.logits, chosen_labels)
+                        c, t = token_accuracy(out.logits, chosen_labels)
                         correct += c
                         total += t
             finally:

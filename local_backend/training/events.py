@@ -7,11 +7,19 @@ JSON.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EventSink", "job_event", "checkpoint_object", "CHECKPOINT_METRIC_KEYS"]
+__all__ = [
+    "EventSink",
+    "job_event",
+    "checkpoint_object",
+    "step_metrics_message",
+    "step_metrics_key",
+    "CHECKPOINT_METRIC_KEYS",
+]
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -42,6 +50,26 @@ def job_event(
     if data is not None:
         event["data"] = data
     return event
+
+
+_STEP_METRICS = re.compile(r"Step (\d+)/\d+: (training|validation) loss=")
+
+
+def step_metrics_message(step: int, total_steps: int, kind: str, loss: float) -> str:
+    """The message of a per-step metrics event (``kind``: "training" or "validation")."""
+    return f"Step {step}/{total_steps}: {kind} loss={loss:.4f}"
+
+
+def step_metrics_key(event: dict[str, Any]) -> tuple[int, str] | None:
+    """(step, "training" | "validation") for a per-step metrics event, None for any other event.
+
+    A resumed run repeats the steps its interrupted attempt ran after the last checkpoint; this key is how the
+    runner recognises a step whose metrics are already in the job's log.
+    """
+    match = _STEP_METRICS.match(str(event.get("message", "")))
+    if event.get("type") != "metrics" or match is None:
+        return None
+    return int(match.group(1)), match.group(2)
 
 
 def checkpoint_object(step: int, metrics: dict[str, Any], path: str, epoch: float | None) -> dict[str, Any]:

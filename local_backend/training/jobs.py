@@ -7,7 +7,8 @@ A local job lives in two places:
 - its row in the store (status, spec, error, ``outputs``, ``pid``, ``heartbeat_at``) plus its events and
   checkpoints, and
 - its folder ``$TUNEPORT_HOME/jobs/<id>/``: ``runner.log`` (the runner's stdout/stderr), ``control.json`` (a stop
-  request for the runner), and the trainer's outputs (``checkpoints/``, ``adapter/``, ``merged/``, ``result.json``).
+  request for the runner), and the trainer's outputs (``checkpoints/``, ``adapter/``, ``merged/``, ``result.json``),
+  which belong to this job alone (``local.output_dir`` only receives a copy: see ``job_outputs``).
 
 How the CLI talks to a running job: it writes ``control.json`` (``{"action": "cancel" | "pause"}``) and sends
 SIGTERM to the runner. The runner (and every rank of a multi-process run) polls the file between optimizer steps,
@@ -60,6 +61,7 @@ __all__ = [
     "reconcile",
     "latest_checkpoint",
     "stale_after_s",
+    "step_delay",
     "HEARTBEAT_INTERVAL_S",
 ]
 
@@ -117,6 +119,17 @@ def stale_after_s() -> float:
         return float(os.environ.get("TUNEPORT_RUNNER_STALE_S", _DEFAULT_STALE_S))
     except ValueError:
         return _DEFAULT_STALE_S
+
+
+def step_delay() -> None:
+    """Sleep ``TUNEPORT_RUNNER_STEP_DELAY_S`` after an optimizer step: slows a tiny run down so that tests and
+    demos can pause, cancel or kill it mid-way."""
+    try:
+        delay = float(os.environ.get("TUNEPORT_RUNNER_STEP_DELAY_S", ""))
+    except ValueError:
+        return
+    if delay > 0:
+        time.sleep(delay)
 
 
 # ----------------------------------------------------------------------------------------------- stop requests
@@ -282,7 +295,9 @@ def _interruption(row: dict[str, Any], now: float) -> str | None:
     pid, job_id = row.get("pid"), row["id"]
     heartbeat = row.get("heartbeat_at")
     if pid is None:
-        started = heartbeat or row.get("updated_at") or row.get("created_at") or now
+        # Not the heartbeat: a job resumed after a pause keeps its last runner's beat until the new runner
+        # reports, and that old beat must not make the new runner look overdue.
+        started = row.get("updated_at") or row.get("created_at") or now
         if now - started > max(_SPAWN_GRACE_S, stale_after_s()):
             return "its runner process never started"
         return None
@@ -296,12 +311,21 @@ def _interruption(row: dict[str, Any], now: float) -> str | None:
 def reconcile(store: Any, row: dict[str, Any]) -> dict[str, Any]:
     """Return the job row, first marking it interrupted (status ``paused``) if its runner is gone.
 
-    Safe against races: the status change is conditional on the status just read, so a runner that finishes at
-    the same moment wins, and two readers cannot both record the interruption.
+    Safe against races: the decision is taken on the row as it is now (not the caller's copy), the status change
+    is conditional on that status, so a runner that finishes at the same moment wins and two readers cannot both
+    record the interruption; and a runner that was only stalled, not gone, finds its job taken at its next
+    heartbeat or step and exits without writing (see :mod:`tuneport.local_backend.training.runner`).
     """
     if row.get("backend") != BACKEND or row.get("status") not in ACTIVE_STATUSES:
         return row
-    now = time.time()
+    if _interruption(row, time.time()) is None:
+        return row
+    # ``row`` may have been read a while ago (a page of jobs, a long-lived caller): decide on the job as it is
+    # now, so the record names the status and the checkpoints the runner really left behind.
+    fresh = store.get_job(row["id"])
+    if fresh is None or fresh.get("status") not in ACTIVE_STATUSES:
+        return fresh or row
+    row, now = fresh, time.time()
     reason = _interruption(row, now)
     if reason is None:
         return row

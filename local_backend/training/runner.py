@@ -1,35 +1,37 @@
 """The job runner: the process that carries one local fine-tuning job from ``validating_files`` to the end.
 
 ``tuneport train`` (through :class:`tuneport.providers.local.LocalProvider`) records the job and starts
-``python -m tuneport.local_backend.training.runner JOB_ID`` detached; the CLI returns at once and the job survives the
-terminal. Everything the runner learns goes to the store, so any process can follow it.
+``python -m tuneport.local_backend.training.runner JOB_ID`` detached; the CLI returns at once and the job survives
+the terminal. Everything the runner learns goes to the store, so any process can follow it.
 
 What the runner does, in order:
 
 1. **validating_files** -- checks the base model resolves to a local folder, then validates the training and
    validation files (:func:`tuneport.data.validate.validate_file` with the model's tokenizer). Any error fails the
    job here, before any training, with every finding as an event and the first ones in ``error.message``.
-2. **queued** -- plans the run (:func:`tuneport.spec.mapping.resolve_local_hyperparameters`: what each "auto" becomes)
-   and checks the plan (:meth:`TrainConfig.validate`: ranges, a rank vLLM can serve, ...).
-3. **running** -- trains (:func:`tuneport.local_backend.training.trainer.train`), turning its OpenAI-shaped events and
-   checkpoints into store rows. With ``local.num_processes`` N > 1 it launches N workers through
-   ``python -m torch.distributed.run`` (gloo on CPU, NCCL on GPUs); only rank 0 writes to the store, and every
-   rank agrees on a stop request through an all-reduce, so they all stop at the same step.
+2. **queued** -- plans the run (:func:`tuneport.spec.mapping.resolve_local_hyperparameters`: what each "auto"
+   becomes) and checks the plan (:meth:`TrainConfig.validate`: ranges, a rank vLLM can serve, ...).
+3. **running** -- trains (:func:`tuneport.local_backend.training.trainer.train`), turning
+   its events and checkpoints into store rows (:mod:`~tuneport.local_backend.training.store_sink`). With
+   ``local.num_processes`` N > 1 it launches N workers (:mod:`~tuneport.local_backend.training.workers`).
 4. **succeeded** (adapter, merged model and result recorded in ``outputs``; ``fine_tuned_model`` named), or
    **cancelled** / **paused** after a stop request (a checkpoint is saved first), or **failed** with
-   ``error = {code, message, param}``.
+   ``error = {code, message, param}`` (codes: :mod:`~tuneport.local_backend.training.job_errors`).
 
-Error codes (``error.code``): ``invalid_training_file`` / ``invalid_validation_file`` (the dataset failed
-validation or changed since upload), ``invalid_model`` (no such local model, no tokenizer or chat template),
-``invalid_hyperparameters`` (a setting out of range, a LoRA rank vLLM cannot serve, target modules the model lacks),
-``insufficient_disk_space``, ``training_error`` (a distributed run whose workers failed) and ``internal_error``
-(a bug: the traceback is in ``runner.log``).
+The trainer writes in the job's folder, or in the spec's ``local.output_dir``, which the provider claimed for this
+job alone when it was created (:mod:`~tuneport.local_backend.training.job_outputs`).
 
-Stop requests, SIGTERM and interruptions: see :mod:`tuneport.local_backend.training.jobs`.
+Resuming starts from the newest checkpoint whose files are intact (:mod:`~tuneport.local_backend.training.
+checkpoints`); a damaged newer one is set aside, with an event saying so.
 
-Environment knobs: ``TUNEPORT_NUM_THREADS`` (torch threads per process; default: the free cores, divided among
-the processes), ``TUNEPORT_RUNNER_STEP_DELAY_S`` (sleep after each optimizer step: slows a tiny run down so that
-tests and demos can pause, cancel or kill it mid-way).
+A runner owns its job only while the job is active and its row names the runner's pid. A reader that finds the
+runner silent marks the job paused (:func:`tuneport.local_backend.training.jobs.reconcile`); a runner that was
+merely stalled (a suspended machine, a stopped process) finds that out at its next heartbeat, status change or
+step, and exits without writing anything more, so it never races the runner a resume starts.
+
+Stop requests, SIGTERM and interruptions: see :mod:`tuneport.local_backend.training.jobs`. Environment knobs:
+``TUNEPORT_NUM_THREADS`` (torch threads per process; default: the free cores, divided among the processes),
+``TUNEPORT_RUNNER_STEP_DELAY_S`` (sleep after each optimizer step, for tests and demos).
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -49,68 +50,48 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tuneport.errors import DataError, SpecError, TuneportError
+from tuneport.data.reader import file_sha256
+from tuneport.data.validate import MIN_EXAMPLES, validate_file
+from tuneport.endpoints.registry import register_job_endpoint
+from tuneport.errors import SpecError, TuneportError
+from tuneport.jobs.store import Store
 from tuneport.local_backend.training import jobs as J
+from tuneport.local_backend.training.checkpoints import checkpoint_step, resume_point, set_aside
+from tuneport.local_backend.training.job_errors import JobFailure, classify_error, with_hint
+from tuneport.local_backend.training.machine import pick_num_threads
+from tuneport.local_backend.training.store_sink import StoreSink, record_event
+from tuneport.local_backend.training.train_config import TrainConfig
+from tuneport.local_backend.training.trainer import train
+from tuneport.local_backend.training.workers import WORKER_RESULT, run_worker
+from tuneport.models.resolve import resolve_model
+from tuneport.spec.jobspec import JobSpec
+from tuneport.spec.mapping import resolve_local_hyperparameters
 
-__all__ = ["run_job", "main", "find_resume_checkpoint", "JobFailure", "classify_error"]
+__all__ = [
+    "run_job",
+    "main",
+    "find_resume_checkpoint",
+    "JobFailure",
+    "classify_error",
+    "StoreSink",
+    "record_event",
+]
 
 MAX_FINDING_EVENTS = 50
 MAX_FINDINGS_IN_MESSAGE = 5
-
-
-class JobFailure(Exception):
-    """Ends the job as ``failed`` with OpenAI's error shape."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.param = code, message, param
 
 
 class _StopRequested(BaseException):
     """Raised out of the SIGTERM handler while no training loop is running to poll the request."""
 
 
-# OpenAI-facing names of TrainConfig fields, for ``error.param``.
-_PARAM_NAMES = {
-    "n_epochs": "hyperparameters.n_epochs",
-    "batch_size": "hyperparameters.batch_size",
-    "learning_rate": "local.learning_rate",
-    "dpo_beta": "hyperparameters.beta",
-    "model": "model",
-    "training_file": "training_file",
-    "validation_file": "validation_file",
-}
-
-
-def classify_error(exc: BaseException) -> JobFailure:
-    """Map an exception raised while preparing or running training to ``error = {code, message, param}``."""
-    if isinstance(exc, JobFailure):
-        return exc
-    message = str(exc)
-    hint = getattr(exc, "hint", None)
-    text = message + (f" ({hint})" if hint else "")
-    if isinstance(exc, DataError):
-        return JobFailure("invalid_training_file", text, "training_file")
-    if isinstance(exc, SpecError):
-        if "disk space" in message:
-            return JobFailure("insufficient_disk_space", text, None)
-        match = re.search(r"`(\w+)`", message)
-        field = match.group(1) if match else None
-        if field == "model" or "chat template" in message or "tokenizer" in message:
-            return JobFailure("invalid_model", text, "model")
-        if field in ("training_file", "validation_file"):
-            return JobFailure(f"invalid_{field}", text, field)
-        param = _PARAM_NAMES.get(field, f"local.{field}") if field else None
-        return JobFailure("invalid_hyperparameters", text, param)
-    if isinstance(exc, TuneportError):
-        return JobFailure("invalid_request", text, None)
-    return JobFailure(
-        "internal_error", f"{type(exc).__name__}: {exc} (traceback in the job's runner.log)", None
-    )
+class _JobTakenAway(BaseException):
+    """The job is no longer this runner's (marked interrupted while the runner was stalled, then maybe resumed
+    by another runner): stop at once and write nothing more."""
 
 
 def find_resume_checkpoint(checkpoints_dir: str | os.PathLike[str]) -> Path | None:
-    """The checkpoint a resumed run starts from (see :func:`tuneport.local_backend.training.jobs.latest_checkpoint`)."""
+    """The newest complete checkpoint folder (see :func:`tuneport.local_backend.training.jobs.latest_checkpoint`)."""
     return J.latest_checkpoint(checkpoints_dir)
 
 
@@ -118,10 +99,14 @@ def find_resume_checkpoint(checkpoints_dir: str | os.PathLike[str]) -> Path | No
 
 
 class _Heartbeat:
-    """Refreshes ``heartbeat_at`` from a background thread, so liveness does not depend on step length."""
+    """Refreshes ``heartbeat_at`` from a background thread, so liveness does not depend on step length.
 
-    def __init__(self, store: Any, job_id: str) -> None:
-        self._store, self._job_id = store, job_id
+    Each beat is conditional on the job still being active; a beat that finds the job gone from this runner
+    (another status, another pid) calls ``on_lost`` instead.
+    """
+
+    def __init__(self, store: Any, job_id: str, on_lost: Any) -> None:
+        self._store, self._job_id, self._on_lost = store, job_id, on_lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tuneport-heartbeat", daemon=True)
 
@@ -131,7 +116,9 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         with contextlib.suppress(TuneportError):  # a busy database: the next beat will do
-            self._store.update_job(self._job_id, heartbeat_at=time.time())
+            row = self._store.update_job(self._job_id, if_status=J.ACTIVE_STATUSES, heartbeat_at=time.time())
+            if row is None or row.get("pid") != os.getpid():
+                self._on_lost()
 
     def _loop(self) -> None:
         while not self._stop.wait(J.HEARTBEAT_INTERVAL_S):
@@ -149,7 +136,9 @@ class _Runner:
         self.outputs: dict[str, Any] = {}
         self.in_training = False
         self.stop_flag = False
+        self.lost = False
         self.fine_tuned_model: str = ""
+        self.work_dir = J.job_dir(job_id)
 
     # -- store helpers ------------------------------------------------------------------------------------------
 
@@ -182,9 +171,22 @@ class _Runner:
         self.row = row
         return True
 
+    def advance(self, status: str, *, expect: str | tuple[str, ...]) -> None:
+        """A status change on the way to training: failing it means the job was taken from this runner."""
+        if not self.set_status(status, expect=expect):
+            raise _JobTakenAway()
+
     def save_outputs(self, **changes: Any) -> None:
-        self.outputs.update({k: v for k, v in changes.items()})
-        self.row = self.store.update_job(self.job_id, outputs=self.outputs) or self.row
+        self.outputs.update(changes)
+        row = self.store.update_job(
+            self.job_id, if_status=(*J.ACTIVE_STATUSES, "succeeded"), outputs=self.outputs
+        )
+        if row is None:
+            raise _JobTakenAway()
+        self.row = row
+
+    def on_lost(self) -> None:
+        self.lost = True
 
     # -- stop requests ------------------------------------------------------------------------------------------
 
@@ -196,12 +198,14 @@ class _Runner:
             raise _StopRequested()
 
     def should_stop(self) -> bool:
-        delay = _float_env("TUNEPORT_RUNNER_STEP_DELAY_S")
-        if delay:
-            time.sleep(delay)
+        J.step_delay()
+        if self.lost:
+            raise _JobTakenAway()
         return self.stop_flag or J.read_request(self.job_id) is not None
 
     def check_request(self) -> None:
+        if self.lost:
+            raise _JobTakenAway()
         if J.read_request(self.job_id) is not None:
             raise _StopRequested()
 
@@ -212,39 +216,45 @@ class _Runner:
         if row is None:
             print(f"runner: no job {self.job_id} in {self.store.path}", file=sys.stderr)
             return 2
+        if row["status"] not in J.ACTIVE_STATUSES:
+            print(f"runner: job {self.job_id} is {row['status']}: nothing to run", file=sys.stderr)
+            return 2
         self.row, self.outputs = row, dict(row.get("outputs") or {})
         self.outputs.pop("interrupted", None)
         self.store.update_job(self.job_id, pid=os.getpid(), outputs=self.outputs)
-        heartbeat = _Heartbeat(self.store, self.job_id)
+        heartbeat = _Heartbeat(self.store, self.job_id, self.on_lost)
         heartbeat.start()
         previous = signal.signal(signal.SIGTERM, self.on_sigterm)
         try:
             return self._run()
+        except _JobTakenAway:
+            print(
+                f"runner: job {self.job_id} is no longer this runner's (marked interrupted while this process "
+                "was not reporting); stopping without writing anything more",
+                file=sys.stderr,
+            )
+            return 3
         finally:
             signal.signal(signal.SIGTERM, previous)
             heartbeat.stop()
 
     def _run(self) -> int:
-        from tuneport.spec.jobspec import JobSpec
-
         try:
             self.check_request()
             spec = JobSpec.from_dict(self.row["spec"])
             self.fine_tuned_model = J.fine_tuned_model_name(spec.model, spec.suffix, self.job_id)
-            output_dir = Path(self.outputs.get("output_dir") or J.job_dir(self.job_id))
-            resume_from = find_resume_checkpoint(output_dir / "checkpoints") if self.resume else None
+            resume_from = self.resume_point() if self.resume else None
             if resume_from is None:
                 if self.resume:
                     self.event("No checkpoint to resume from: the job starts over")
                 model_dir, n_examples, n_tokens = self.validate(spec)
             else:
                 model_dir, n_examples, n_tokens = self.check_unchanged(spec)
-            config = self.plan(spec, model_dir, n_examples, n_tokens, output_dir)
+            config = self.plan(spec, model_dir, n_examples, n_tokens, self.output_dir())
             self.check_request()
             if resume_from is not None:
-                self.event(
-                    f"Resuming from the checkpoint at {resume_from}", data={"resume_from": str(resume_from)}
-                )
+                where = f"{resume_from.parent.name}/{resume_from.name}"
+                self.event(f"Resuming from the checkpoint at {where}", data={"resume_from": where})
             # The job stays queued while the model loads and the trainer checks it; the sink moves it to
             # running when the first optimizer step is about to happen.
             nproc = int(spec.local.num_processes)
@@ -252,6 +262,8 @@ class _Runner:
                 result = self.train_distributed(config, nproc, resume_from)
             else:
                 result = self.train_here(config, resume_from)
+        except _JobTakenAway:
+            raise
         except (_StopRequested, KeyboardInterrupt):
             if J.read_request(self.job_id) is None:
                 J.request_stop(self.job_id, "pause", reason="the runner was interrupted")
@@ -261,6 +273,8 @@ class _Runner:
             if failure.code == "internal_error":
                 traceback.print_exc()
             return self.fail(failure)
+        if self.lost:
+            raise _JobTakenAway()
         if result.get("cancelled"):
             return self.stopped(step=result.get("steps"))
         return self.succeed(result)
@@ -271,18 +285,46 @@ class _Runner:
         value = self.outputs.get(f"{which}_path")
         return Path(value) if value else None
 
+    def _file_label(self, which: str) -> str:
+        """How messages name a dataset: the user's file name (or the file id), never the store's copy."""
+        source = self.outputs.get(f"{which}_source")
+        file_id = self.row.get(f"{which}_file")
+        if source:
+            return f"{Path(source).name} ({file_id})" if file_id else Path(source).name
+        return file_id or f"the {which} file"
+
+    def _validate_hint(self, which: str) -> str:
+        source = self.outputs.get(f"{which}_source")
+        return f"`tuneport data validate {source}`" if source else "`tuneport data validate` on your file"
+
+    def output_dir(self) -> Path:
+        """Where the trainer writes: the spec's claimed ``local.output_dir``, else the job's own folder."""
+        return Path(self.outputs.get("output_dir") or self.work_dir)
+
+    def resume_point(self) -> Path | None:
+        """The newest intact checkpoint; damaged newer ones are set aside, each with a warning event."""
+        checkpoints_dir = self.output_dir() / "checkpoints"
+        found, damaged = resume_point(checkpoints_dir)
+        for path, problem in damaged:
+            set_aside(path)
+            self.event(
+                f"Checkpoint at step {checkpoint_step(path)} cannot be resumed from: {problem}; it is set aside "
+                f"as damaged-{path.name}"
+                + (f" and the job resumes from step {checkpoint_step(found)}" if found else ""),
+                level="warn",
+                data={"damaged_checkpoint_step": checkpoint_step(path), "problem": problem},
+            )
+        return found
+
     def validate(self, spec: Any) -> tuple[Path, int, int | None]:
         """validating_files: the model resolves, both files pass validation. Returns (model dir, examples, tokens)."""
-        from tuneport.data.reader import file_sha256
-        from tuneport.data.validate import MIN_EXAMPLES, validate_file
-        from tuneport.fixtures.tiny_model import resolve_model
 
         if self.row["status"] != "validating_files":
-            self.set_status("validating_files", expect=("queued", "validating_files"))
+            self.advance("validating_files", expect=("queued", "validating_files"))
         try:
             model_dir = resolve_model(spec.model)
         except SpecError as exc:
-            raise JobFailure("invalid_model", _with_hint(exc), "model") from None
+            raise JobFailure("invalid_model", with_hint(exc), "model") from None
         self.save_outputs(model_path=str(model_dir))
         method = "dpo" if spec.method.type == "dpo" else "sft"
         counts: tuple[int, int | None] = (0, None)
@@ -290,17 +332,17 @@ class _Runner:
             path = self._file_path(which)
             if path is None:
                 continue
-            param = f"{which}_file"
+            param, label = f"{which}_file", self._file_label(which)
             if not path.is_file():
-                raise JobFailure(f"invalid_{param}", f"{param} {path} does not exist any more", param)
+                raise JobFailure(f"invalid_{param}", f"{param} {label} does not exist any more", param)
             expected = self.outputs.get(f"{which}_sha256")
             if expected and file_sha256(path) != expected:
                 raise JobFailure(
                     f"invalid_{param}",
-                    f"{param} {path} changed since it was uploaded (sha256 differs)",
+                    f"{param} {label} changed since it was uploaded (sha256 differs)",
                     param,
                 )
-            self.event(f"Validating {param} {path}")
+            self.event(f"Validating {param} {label}")
             # OpenAI's minimum of 10 examples applies to training files; a validation file may be smaller.
             report = validate_file(
                 path,
@@ -308,22 +350,23 @@ class _Runner:
                 method=method,
                 min_examples=MIN_EXAMPLES if param == "training_file" else 1,
             )
+            self.check_request()
             for finding in report.findings[:MAX_FINDING_EVENTS]:
                 level = "error" if finding.severity == "error" else "warn"
                 self.event(f"{param}: {finding}", level=level, data={"file": param, **finding.to_dict()})
             if len(report.findings) > MAX_FINDING_EVENTS:
                 self.event(
                     f"{param}: {len(report.findings) - MAX_FINDING_EVENTS} more finding(s) not shown; "
-                    f"`tuneport data validate {path}` lists them all",
+                    f"{self._validate_hint(which)} lists them all",
                     level="warn",
                 )
             if not report.ok:
                 errors = [f for f in report.findings if f.severity == "error"][:MAX_FINDINGS_IN_MESSAGE]
                 message = (
-                    f"{param} {path} failed validation: {report.errors} error(s) in {report.invalid_examples} "
+                    f"{param} {label} failed validation: {report.errors} error(s) in {report.invalid_examples} "
                     f"example(s): "
                     + "; ".join(str(f) for f in errors)
-                    + f". Run `tuneport data validate {path}` for every finding."
+                    + f". Run {self._validate_hint(which)} for every finding."
                 )
                 raise JobFailure(f"invalid_{param}", message, param)
             if which == "training":
@@ -333,18 +376,16 @@ class _Runner:
             data={"n_train_examples": counts[0], "n_train_tokens": counts[1]},
         )
         self.save_outputs(n_train_examples=counts[0], n_train_tokens=counts[1])
-        self.set_status("queued", expect=("validating_files",))
+        self.advance("queued", expect=("validating_files",))
         return model_dir, counts[0], counts[1]
 
     def check_unchanged(self, spec: Any) -> tuple[Path, int, int | None]:
         """On resume from a checkpoint: the same bytes must still be there (the data position depends on them)."""
-        from tuneport.data.reader import file_sha256
-        from tuneport.fixtures.tiny_model import resolve_model
 
         try:
             model_dir = resolve_model(spec.model)
         except SpecError as exc:
-            raise JobFailure("invalid_model", _with_hint(exc), "model") from None
+            raise JobFailure("invalid_model", with_hint(exc), "model") from None
         for which in ("training", "validation"):
             path = self._file_path(which)
             expected = self.outputs.get(f"{which}_sha256")
@@ -354,8 +395,8 @@ class _Runner:
             if not path.is_file() or file_sha256(path) != expected:
                 raise JobFailure(
                     f"invalid_{param}",
-                    f"cannot resume: {param} {path} is missing or changed since the job started, so the data "
-                    "position saved in the checkpoint would point into different data",
+                    f"cannot resume: {param} {self._file_label(which)} is missing or changed since the job "
+                    "started, so the data position saved in the checkpoint would point into different data",
                     param,
                 )
         n = self.outputs.get("n_train_examples")
@@ -365,10 +406,10 @@ class _Runner:
             )
         return model_dir, int(n), self.outputs.get("n_train_tokens")
 
-    def plan(self, spec: Any, model_dir: Path, n_examples: int, n_tokens: int | None, output_dir: Path):
+    def plan(
+        self, spec: Any, model_dir: Path, n_examples: int, n_tokens: int | None, output_dir: Path
+    ) -> Any:
         """queued: resolve every "auto", build and check the TrainConfig."""
-        from tuneport.local_backend.training.train_config import TrainConfig
-        from tuneport.spec.mapping import resolve_local_hyperparameters
 
         try:
             plan = resolve_local_hyperparameters(spec, n_examples, n_tokens)
@@ -377,8 +418,6 @@ class _Runner:
         nproc = plan.num_processes
         threads = _int_env("TUNEPORT_NUM_THREADS")
         if threads is None and nproc > 1:
-            from tuneport.local_backend.training.trainer import pick_num_threads
-
             threads = max(1, pick_num_threads(None)[0] // nproc)
         save_steps = getattr(spec.local, "save_steps", None) or _auto_save_steps(plan)
         finetuning_type = "dora" if plan.use_dora else plan.finetuning_type
@@ -446,9 +485,9 @@ class _Runner:
     # -- training -----------------------------------------------------------------------------------------------
 
     def train_here(self, config: Any, resume_from: Path | None) -> dict[str, Any]:
-        from tuneport.local_backend.training.trainer import train
 
-        sink = StoreSink(self.store, self.job_id, self.fine_tuned_model)
+        step = checkpoint_step(resume_from) if resume_from is not None else None
+        sink = StoreSink(self.store, self.job_id, self.fine_tuned_model, resumed_from_step=step)
         self.in_training = True
         try:
             result = train(config, on_event=sink, should_stop=self.should_stop, resume_from=resume_from)
@@ -458,7 +497,7 @@ class _Runner:
 
     def train_distributed(self, config: Any, nproc: int, resume_from: Path | None) -> dict[str, Any]:
         folder = J.job_dir(self.job_id, create=True)
-        result_path = folder / "worker_result.json"
+        result_path = folder / WORKER_RESULT
         result_path.unlink(missing_ok=True)
         cmd = [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
@@ -486,7 +525,7 @@ class _Runner:
                 return data
         raise JobFailure(
             "training_error",
-            f"the distributed training processes exited with status {code}; see {J.log_path(self.job_id)}",
+            f"the distributed training processes exited with status {code}; see the job's runner.log",
             None,
         )
 
@@ -502,9 +541,7 @@ class _Runner:
                 "cancelled", expect=J.ACTIVE_STATUSES, events=(cancelled,), finished_at=int(time.time())
             )
             return 0
-        ckpt = find_resume_checkpoint(
-            Path(self.outputs.get("checkpoints_dir") or J.job_dir(self.job_id) / "checkpoints")
-        )
+        ckpt = find_resume_checkpoint(self.output_dir() / "checkpoints")
         where = f"from {ckpt.name}" if ckpt else "from the start"
         paused = {
             "message": f"Fine-tuning job paused{at} ({request.get('reason', 'requested')}); "
@@ -535,18 +572,19 @@ class _Runner:
             for k in ("steps", "total_steps", "epochs_completed", "seconds", "trained_tokens", "packing",
                       "num_threads", "device", "stopped_early", "final_metrics", "unservable_reasons")
         }  # fmt: skip
+        serve_path = result.get("serve_path")
         self.save_outputs(
             adapter=result.get("adapter_dir"),
             merged=result.get("merged_dir"),
             model=result.get("model_dir"),
-            serve_path=result.get("serve_path"),
+            serve_path=serve_path,
             serve_as=result.get("serve_as"),
             result=summary,
         )
         events = (
             self.register_endpoint(),
             {"message": f"New fine-tuned model created: {self.fine_tuned_model}",
-             "data": {"serve_path": result.get("serve_path")}},
+             "data": {"serve_as": result.get("serve_as"), "serve_path": Path(serve_path).name if serve_path else None}},
             {"message": "The job has successfully completed"},  # OpenAI's last event, last here too
         )  # fmt: skip
         self.set_status(
@@ -565,8 +603,6 @@ class _Runner:
         Called just before the job is marked succeeded (so that the event it returns lands with that status):
         the endpoint is registered from the row as it is about to be.
         """
-        from tuneport.endpoints.registry import register_job_endpoint
-        from tuneport.errors import TuneportError
 
         finishing = {
             **self.store.get_job(self.job_id),
@@ -580,117 +616,6 @@ class _Runner:
         return {
             "message": f"Endpoint {row['name']} saved (serve it with `tuneport serve --adapter {self.job_id}`)"
         }
-
-
-class StoreSink:
-    """The trainer's ``on_event``: stores its events and checkpoints, and marks the job ``running`` when the
-    trainer announces its first step (everything before -- loading, checks -- happens while ``queued``)."""
-
-    def __init__(self, store: Any, job_id: str, fine_tuned_model: str) -> None:
-        self.store, self.job_id, self.fine_tuned_model = store, job_id, fine_tuned_model
-        self.started = False
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
-        if not self.started and "total_steps" in data:
-            self.started = True
-            if self.store.update_job(self.job_id, if_status="queued", status="running") is not None:
-                self.store.add_event(self.job_id, "Fine-tuning job started")
-        record_event(self.store, self.job_id, self.fine_tuned_model, event)
-
-
-def record_event(store: Any, job_id: str, fine_tuned_model: str, event: dict[str, Any]) -> None:
-    """Store a trainer event (``fine_tuning.job.event``) or checkpoint (``fine_tuning.job.checkpoint``)."""
-    created = int(event.get("created_at") or time.time())
-    if event.get("object") == "fine_tuning.job.checkpoint":
-        step = int(event["step_number"])
-        name = J.checkpoint_model_name(fine_tuned_model, step)
-        store.add_checkpoint(
-            job_id, step, metrics=event.get("metrics") or {}, path=event.get("path"),
-            fine_tuned_model_checkpoint=name, created_at=created,
-        )  # fmt: skip
-        store.add_event(
-            job_id,
-            f"Checkpoint created at step {step}",
-            data={
-                "step_number": step,
-                "checkpoint": name,
-                "path": event.get("path"),
-                "epoch": event.get("epoch"),
-            },
-            created_at=created,
-        )
-        return
-    level = event.get("level", "info")
-    kind = event.get("type") or "message"
-    store.add_event(
-        job_id,
-        str(event.get("message", "")),
-        level=level if level in ("info", "warn", "error") else "info",
-        type=kind if kind in ("message", "metrics") else "message",
-        data=event.get("data"),
-        created_at=created,
-    )
-
-
-# ------------------------------------------------------------------------------------- distributed workers
-
-
-def _run_worker(job_id: str, supervisor: int, resume_from: str | None) -> int:
-    """One rank of a ``torch.distributed.run`` launch. Rank 0 writes events and the result file."""
-    from tuneport.jobs.store import Store
-    from tuneport.local_backend.training.train_config import TrainConfig
-    from tuneport.local_backend.training.trainer import train
-
-    rank = int(os.environ.get("RANK", "0"))
-    folder = J.job_dir(job_id)
-    data = json.loads((folder / "train_config.json").read_text("utf-8"))
-    config = TrainConfig(**data)
-    store = Store() if rank == 0 else None
-    row = store.get_job(job_id) if store is not None else None
-    ftm = (row or {}).get("fine_tuned_model") or ""
-    if store is not None and row is not None:
-        from tuneport.spec.jobspec import JobSpec
-
-        spec = JobSpec.from_dict(row["spec"])
-        ftm = J.fine_tuned_model_name(spec.model, spec.suffix, job_id)
-
-    store_sink = StoreSink(store, job_id, ftm) if store is not None else None
-
-    def sink(event: dict[str, Any]) -> None:
-        if store_sink is not None:
-            store_sink(event)
-
-    def should_stop() -> bool:
-        import torch
-        import torch.distributed as dist
-
-        delay = _float_env("TUNEPORT_RUNNER_STEP_DELAY_S")
-        if delay:
-            time.sleep(delay)
-        local = J.read_request(job_id) is not None or not J.pid_alive(supervisor)
-        if not (dist.is_available() and dist.is_initialized()):
-            return local
-        # Every rank must stop at the same step (a rank that stops alone would hang the others in a collective).
-        flag = torch.tensor([1 if local else 0], dtype=torch.int32)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
-    try:
-        result = train(config, on_event=sink, should_stop=should_stop, resume_from=resume_from)
-    except BaseException as exc:
-        if rank == 0:
-            failure = classify_error(exc)
-            if failure.code == "internal_error":
-                traceback.print_exc()
-            payload = {"error": {"code": failure.code, "message": failure.message, "param": failure.param}}
-            (folder / "worker_result.json").write_text(json.dumps(payload), "utf-8")
-        raise
-    if rank == 0:
-        tmp = folder / "worker_result.json.tmp"
-        tmp.write_text(json.dumps(result.to_dict()), "utf-8")
-        os.replace(tmp, folder / "worker_result.json")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -711,17 +636,6 @@ def _total_tokens(report: Any) -> int | None:
     return int(total) if isinstance(total, int | float) else None
 
 
-def _with_hint(exc: TuneportError) -> str:
-    return str(exc) + (f" ({exc.hint})" if exc.hint else "")
-
-
-def _float_env(name: str) -> float | None:
-    try:
-        return float(os.environ[name])
-    except (KeyError, ValueError):
-        return None
-
-
 def _int_env(name: str) -> int | None:
     try:
         value = int(os.environ[name])
@@ -735,7 +649,6 @@ def run_job(job_id: str, *, resume: bool = False, store: Any = None) -> int:
 
     This is what the detached runner process executes; tests may call it directly.
     """
-    from tuneport.jobs.store import Store
 
     own = store is None
     store = store or Store()
@@ -748,7 +661,8 @@ def run_job(job_id: str, *, resume: bool = False, store: Any = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tuneport.local_backend.training.runner", description="Run one local tuneport fine-tuning job."
+        prog="python -m tuneport.local_backend.training.runner",
+        description="Run one local tuneport fine-tuning job.",
     )
     parser.add_argument("job_id")
     parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
@@ -757,7 +671,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume-from", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        sys.exit(_run_worker(args.job_id, args.supervisor, args.resume_from))
+        sys.exit(run_worker(args.job_id, args.supervisor, args.resume_from))
     sys.exit(run_job(args.job_id, resume=args.resume))
 
 

@@ -91,10 +91,17 @@ def test_unknown_file_id_and_unknown_job_are_clear_errors(provider, spec: JobSpe
         provider.get("../../etc")
 
 
+def _elsewhere(spec: JobSpec, n: int) -> JobSpec:
+    """The same spec with its own output_dir: one folder never holds two jobs' outputs."""
+    data = spec.to_dict()
+    data["local"]["output_dir"] = f"out-{n}"
+    return JobSpec.from_dict(data, base_dir=spec.base_dir)
+
+
 def test_list_pages_newest_first_and_filters_metadata(provider, spec: JobSpec) -> None:
     ids = []
-    for _ in range(3):
-        ids.append(provider.start(spec).id)
+    for n in range(3):
+        ids.append(provider.start(_elsewhere(spec, n)).id)
         time.sleep(1.01)  # created_at has 1 s resolution; keep the order unambiguous
     page = provider.list(limit=2)
     assert [j.id for j in page.data] == [ids[2], ids[1]] and page.has_more
@@ -209,7 +216,7 @@ def test_liveness_rules(provider, store, spec: JobSpec, monkeypatch: pytest.Monk
     store.update_job(job.id, pid=os.getpid(), heartbeat_at=time.time())
     assert provider.get(job.id).status == "paused"
     # A live runner whose heartbeat went stale: interrupted.
-    job2 = provider.start(spec)
+    job2 = provider.start(_elsewhere(spec, 2))
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", job2.id])
     try:
         store.update_job(job2.id, status="running", pid=sleeper.pid, heartbeat_at=time.time())

@@ -7,7 +7,7 @@ import torch
 
 from tuneport.local_backend.training.chat_data import IGNORE_INDEX, RenderedExample, render_with_labels
 from tuneport.local_backend.training.collate import PackedCollator, PaddingCollator, pad_efficiency
-from tuneport.local_backend.training.trainer import disable_cache, packing_is_exact
+from tuneport.local_backend.training.model_setup import disable_cache, packing_is_exact
 
 
 def _examples(tokenizer) -> list[RenderedExample]:

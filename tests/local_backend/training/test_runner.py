@@ -28,6 +28,19 @@ def write_head(src: str, n: int, dest: Path) -> Path:
     return dest
 
 
+def write_fake_checkpoint(folder: Path) -> Path:
+    """A checkpoint folder whose files all check out (the trainer never reads it in these tests)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text("{}")
+    torch.save({"state": {}}, folder / "optimizer.pt")
+    torch.save({"last_epoch": 2}, folder / "scheduler.pt")
+    save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
+    return folder
+
+
 @pytest.fixture
 def store():
     with Store() as s:
@@ -111,7 +124,7 @@ def test_no_disk_space(provider, tmp_path: Path, data, tiny_model, monkeypatch: 
 
     real = shutil_module.disk_usage
     monkeypatch.setattr(
-        "tuneport.local_backend.training.trainer.shutil.disk_usage", lambda p: real(p)._replace(free=1024)
+        "tuneport.local_backend.training.machine.shutil.disk_usage", lambda p: real(p)._replace(free=1024)
     )
     error = _failed(provider, _start(provider, tmp_path, tiny_model))
     assert error["code"] == "insufficient_disk_space" and "GB free" in error["message"]
@@ -144,9 +157,7 @@ def test_a_cancel_requested_before_start_ends_it_without_work(
 def test_resume_refuses_changed_data(provider, store, tmp_path: Path, data, tiny_model) -> None:
     job_id = _start(provider, tmp_path, tiny_model)
     row = store.get_job(job_id)
-    ckpt = Path(row["outputs"]["checkpoints_dir"]) / "checkpoint-2"
-    ckpt.mkdir(parents=True)
-    (ckpt / "trainer_state.json").write_text("{}")
+    write_fake_checkpoint(Path(row["outputs"]["checkpoints_dir"]) / "checkpoint-2")
     Path(row["outputs"]["training_path"]).write_text("tampered\n")
     store.update_job(job_id, status="paused")
     provider.resume(job_id)

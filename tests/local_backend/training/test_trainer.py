@@ -10,7 +10,8 @@ import pytest
 
 from tuneport.errors import SpecError
 from tuneport.local_backend.training.train_config import VLLM_LORA_RANKS, TrainConfig
-from tuneport.local_backend.training.trainer import pick_num_threads, train
+from tuneport.local_backend.training.machine import pick_num_threads
+from tuneport.local_backend.training.trainer import train
 
 
 def _config(tiny_model: Path, small_data: dict[str, Path], out: Path, **kw) -> TrainConfig:
