@@ -95,7 +95,7 @@ _EXPORTS: dict[str, str] = {
     "validate_file": "tuneport.data.validate",
     "ValidationReport": "tuneport.data.validate",
     "Finding": "tuneport.data.validate",
-    "dataset_stats": "tuneport.data.stats",
+    "dataset_stats": "tuneport.data.validate",
     "DatasetStats": "tuneport.data.stats",
     "count_tokens": "tuneport.data.tokens",
     "split_file": "tuneport.data.split",
@@ -134,9 +134,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from tuneport.data.leakage import LeakageReport, find_leakage  # noqa: F401
     from tuneport.data.split import SplitResult, split_file  # noqa: F401
-    from tuneport.data.stats import DatasetStats, dataset_stats  # noqa: F401
+    from tuneport.data.stats import DatasetStats  # noqa: F401
     from tuneport.data.tokens import count_tokens  # noqa: F401
-    from tuneport.data.validate import Finding, ValidationReport, validate_file  # noqa: F401
+    from tuneport.data.validate import Finding, ValidationReport, dataset_stats, validate_file  # noqa: F401
     from tuneport.endpoints.client import ChatEndpoint, ChatResult, InferenceClient, resolve_endpoint  # noqa: F401
     from tuneport.endpoints.registry import register_job_endpoint  # noqa: F401
     from tuneport.errors import (  # noqa: F401

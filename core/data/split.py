@@ -32,7 +32,7 @@ import orjson
 
 from tuneport.data.hashing import HashIndex, content_text, example_key, line_key, messages_of
 from tuneport.data.leakage import LeakageReport, count_lines, find_leakage
-from tuneport.data.reader import LINE_ERRORS, iter_records
+from tuneport.data.reader import LINE_ERRORS, iter_records, unreadable
 from tuneport.errors import DataError
 
 __all__ = ["split_file", "SplitResult", "LabelPath", "MISSING_LABEL", "allocate"]
@@ -412,10 +412,9 @@ def split_file(
     train_path = Path(train_out) if train_out is not None else default_train
     val_path = Path(val_out) if val_out is not None else default_val
     label_path = LabelPath.parse(stratify) if stratify is not None else None
-    if not path.exists():
-        raise DataError(
-            f"{path}: no such file", hint="Check the path; relative paths are relative to the current folder."
-        )
+    problem = unreadable(path)  # a symlink loop or a dangling link is said as such, not "no such file"
+    if problem is not None:
+        raise problem
     _check_outputs(path, train_path, val_path, force)
 
     state, missing_lines, info = _first_pass(path, label_path, group_duplicates, seed)

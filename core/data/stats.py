@@ -1,4 +1,5 @@
-"""Dataset statistics and the training-cost estimate, computed in the same streaming pass as validation.
+"""Dataset statistics and the training-cost estimate, computed in the same streaming pass as validation
+(:func:`tuneport.data.validate.dataset_stats` runs that pass for the statistics alone).
 
 Why histograms: per-example counts (tokens, assistant tokens, messages) are kept as ``{value: how many}`` maps, not
 lists. Their size is bounded by the number of distinct values (at most the token limit), not by the number of
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 __all__ = [
     "DatasetStats",
     "Distribution",
     "auto_epochs",
-    "dataset_stats",
     "TARGET_EPOCHS",
     "MIN_TARGET_EXAMPLES",
     "MAX_TARGET_EXAMPLES",
@@ -269,12 +268,3 @@ def build_stats(
         price_as_of=as_of,
         notes=notes,
     )
-
-
-def dataset_stats(
-    path: str | Path, *, model: str | None = None, method: str = "auto", n_epochs: int | None = None
-) -> DatasetStats:
-    """Statistics of a dataset (one streaming pass, shared with validation: see :func:`validate_file`)."""
-    from tuneport.data.validate import validate_file
-
-    return validate_file(path, model=model, method=method, n_epochs=n_epochs).stats

@@ -7,8 +7,9 @@ import statistics
 from decimal import Decimal
 from pathlib import Path
 
-from tuneport.data.stats import Distribution, auto_epochs, dataset_stats
+from tuneport.data.stats import Distribution, auto_epochs
 from tuneport.data.tokens import get_counter
+from tuneport.data.validate import dataset_stats
 
 
 def test_auto_epochs_cookbook_rule() -> None:
