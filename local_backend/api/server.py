@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from tuneport.errors import ProviderError, SpecError, TuneportError
 from tuneport.local_backend.api.files import FileService, check_id
 from tuneport.local_backend.api.multipart import boundary_of, parse_multipart
+from tuneport.local_backend.api.public import public_items, public_job
 from tuneport.local_backend.protocol import (
     DEFAULT_READ_TIMEOUT,
     ApiError,
@@ -440,11 +441,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _job(job: Any) -> dict[str, Any]:
-        data = job.to_api()
-        data.pop(
-            "local", None
-        )  # paths on this machine are not the API's business (and not a remote client's)
-        return data
+        return public_job(job.to_api())  # paths on this machine are not a client's business
 
     def _check_no_paths(self, body: dict[str, Any]) -> None:
         """Refuse every filesystem path in a job request: where a job writes is the server's choice alone."""
@@ -557,8 +554,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             job_id, after=after, limit=self._int_query("limit", default, 1, 100)
         )
         data = page.to_api()
-        for item in data["data"]:
-            item.pop("path", None)  # a checkpoint's folder on this machine: not the API's business
+        data["data"] = public_items(data["data"])  # no folder of this machine in what a client reads
         if kind == "events":
             data.pop("first_id", None)
             data.pop("last_id", None)

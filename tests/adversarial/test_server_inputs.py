@@ -201,6 +201,30 @@ def test_job_models_are_names_the_server_offers_not_paths(uploaded, tmp_path: Pa
     assert httpx.post(url + "/fine_tuning/jobs", json={"model": "tiny-chat", "training_file": file_id}).status_code == 200
 
 
+def test_job_events_checkpoints_and_errors_show_no_server_paths(uploaded, tmp_path: Path) -> None:
+    url, file_id = uploaded
+    job = httpx.post(url + "/fine_tuning/jobs", json={"model": "tiny-chat", "training_file": file_id}).json()
+    secret = tmp_path / "srv" / "jobs" / job["id"]
+    with Store() as store:  # what the runner records as a job trains and fails
+        store.add_event(job["id"], f"Checkpoint saved at {secret}/checkpoints/step-10", type="message")
+        store.add_event(job["id"], "Adapter ready", data={"serve_path": str(secret / "adapter"), "step": 10,
+                                                           "model_path": "adapter", "serve_as": "adapter"})  # fmt: skip
+        store.add_checkpoint(job["id"], 10, metrics={"train_loss": 1.0}, path=secret / "checkpoints" / "step-10",
+                             fine_tuned_model_checkpoint="ft:tiny-chat:local::x:ckpt-step-10")  # fmt: skip
+        store.update_job(job["id"], status="failed",
+                         error={"code": "error", "message": f"OSError: no space left ({secret}/adapter)", "param": None})  # fmt: skip
+    pages = [httpx.get(url + f"/fine_tuning/jobs/{job['id']}{tail}").json()
+             for tail in ("", "/events", "/checkpoints")]  # fmt: skip
+    pages.append(httpx.get(url + "/fine_tuning/jobs").json())
+    text = json.dumps(pages)
+    assert str(tmp_path) not in text and "/srv/" not in text, text
+    events = {e["message"]: e for e in pages[1]["data"]}
+    assert "Checkpoint saved at .../step-10" in events  # still says what happened
+    assert events["Adapter ready"]["data"] == {"step": 10, "serve_as": "adapter"}
+    assert pages[2]["data"][0]["step_number"] == 10 and "path" not in pages[2]["data"][0]
+    assert pages[0]["error"]["message"] == "OSError: no space left (.../adapter)"
+
+
 # ------------------------------------------------------------------------------------------- tuneport serve
 
 
@@ -285,6 +309,36 @@ def test_fallback_requires_its_token_except_on_health(fallback) -> None:
         assert r.status_code == 401
     ok = httpx.get(fallback.base_url + "/models", headers={"Authorization": "Bearer tok-fallback"})
     assert ok.status_code == 200
+
+
+def test_serve_on_every_interface_reports_where_it_listens(tiny_model: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TUNEPORT_SERVE_API_KEY": "tok-cli"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuneport.cli.main", "serve", "--model", str(tiny_model), "--engine", "transformers",
+         "--host", "0.0.0.0", "--port", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        info = json.loads(line)
+        port = int(info["base_url"].rsplit(":", 1)[1].split("/")[0])
+        assert info["listen"] == f"0.0.0.0:{port}" and info["auth"] is True  # the truth, not 127.0.0.1
+        assert info["models"] == ["tiny-chat"] and str(tiny_model.parent) not in line
+        assert httpx.get(info["base_url"] + "/models").status_code == 401
+        assert httpx.get(info["base_url"] + "/models", headers={"Authorization": "Bearer tok-cli"}).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    err = proc.stderr.read()
+    assert "reachable from other machines" in err and "tok-cli" not in err
 
 
 def test_fallback_models_show_names_not_folders(fallback, tiny_model: Path) -> None:
