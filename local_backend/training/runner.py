@@ -197,15 +197,21 @@ class _Runner:
         if not self.in_training:
             raise _StopRequested()
 
-    def should_stop(self) -> bool:
-        J.step_delay()
+    def check_owner(self) -> None:
+        """Raise :class:`_JobTakenAway` unless the job is still active and this runner's (one indexed read)."""
+        if not self.lost:
+            row = self.store.get_job(self.job_id)
+            self.lost = row is None or row["status"] not in J.ACTIVE_STATUSES or row.get("pid") != os.getpid()
         if self.lost:
             raise _JobTakenAway()
+
+    def should_stop(self) -> bool:
+        J.step_delay()
+        self.check_owner()
         return self.stop_flag or J.read_request(self.job_id) is not None
 
     def check_request(self) -> None:
-        if self.lost:
-            raise _JobTakenAway()
+        self.check_owner()
         if J.read_request(self.job_id) is not None:
             raise _StopRequested()
 

@@ -11,8 +11,8 @@ import torch
 from tuneport.local_backend.training.chat_data import render_with_labels
 from tuneport.local_backend.training.collate import PackedCollator, PaddingCollator
 from tuneport.local_backend.training.dpo import dpo_loss, sequence_logps
-from tuneport.local_backend.training.train_config import TrainConfig
 from tuneport.local_backend.training.model_setup import disable_cache
+from tuneport.local_backend.training.train_config import TrainConfig
 from tuneport.local_backend.training.trainer import train
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tuneport.errors import SpecError
-from tuneport.local_backend.training.train_config import VLLM_LORA_RANKS, TrainConfig
 from tuneport.local_backend.training.machine import pick_num_threads
+from tuneport.local_backend.training.train_config import VLLM_LORA_RANKS, TrainConfig
 from tuneport.local_backend.training.trainer import train
 
 
