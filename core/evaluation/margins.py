@@ -4,8 +4,10 @@ is the candidate not worse than the baseline by more than a margin (non-inferior
 
 Methods, and why:
 
-- **Paired difference of pass rates**: Newcombe's (1998) method 10, the hybrid score interval built from the two
-  Wilson intervals and the correlation of the pairs. It stays inside [-1, 1] and keeps its coverage at small n,
+- **Paired difference of pass rates**: Newcombe's (1998) method 11, the hybrid score interval built from the two
+  Wilson intervals and the continuity-corrected correlation of the pairs (method 10's uncorrected correlation
+  collapses the interval to a point when the endpoints agree on every item, which would claim certainty that
+  a handful of items cannot give). It stays inside [-1, 1] and keeps its coverage at small n,
   where the Wald interval does not.
 - **Training vs held-out** (different items, so independent samples): for pass rates Newcombe's hybrid score
   interval for two independent proportions (statsmodels' ``method="newcomb"``); for mean scores Welch's t
@@ -63,14 +65,17 @@ def _counts(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, int, int]:
 
 
 def paired_rate_diff_ci(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95) -> tuple[float, float]:
-    """Newcombe's hybrid score interval (method 10) for ``rate(b) - rate(a)`` on the same items."""
+    """Newcombe's hybrid score interval (method 11) for ``rate(b) - rate(a)`` on the same items."""
     e, f, g, h = _counts(a, b)
     n = e + f + g + h
     p1, p2 = (e + f) / n, (e + g) / n
     l1, u1 = wilson_interval(e + f, n, confidence)
     l2, u2 = wilson_interval(e + g, n, confidence)
     denom = (e + f) * (g + h) * (e + g) * (f + h)
-    phi = (e * h - f * g) / math.sqrt(denom) if denom else 0.0
+    cross = e * h - f * g
+    if cross > 0:
+        cross = max(cross - n / 2.0, 0.0)  # the continuity correction of a positive correlation
+    phi = cross / math.sqrt(denom) if denom else 0.0
     diff = p2 - p1
     down = math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
     up = math.sqrt(max(0.0, (u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2))

@@ -56,11 +56,21 @@ def test_binomial_tail_and_exact_bound_against_scipy():
 
 
 def test_newcombe_paired_interval_by_hand():
+    # with a positive correlation left after the correction: 30 both, 3 only A, 5 only B, 12 neither (n = 50)
+    a, b = _pairs(30, 3, 5, 12)
+    l1, u1 = proportion_confint(33, 50, method="wilson")
+    l2, u2 = proportion_confint(35, 50, method="wilson")
+    phi = (30 * 12 - 3 * 5 - 25) / math.sqrt(33 * 17 * 35 * 15)
+    p1, p2 = 0.66, 0.70
+    low = 0.04 - math.sqrt((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2)
+    high = 0.04 + math.sqrt((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2)
+    assert paired_rate_diff_ci(a, b) == pytest.approx((low, high), abs=1e-12)
+
     # 20 items: 10 both pass, 2 only A, 6 only B, 2 neither. p1 = 12/20, p2 = 16/20, diff = +0.2
     a, b = _pairs(10, 2, 6, 2)
     l1, u1 = proportion_confint(12, 20, method="wilson")
     l2, u2 = proportion_confint(16, 20, method="wilson")
-    phi = (10 * 2 - 2 * 6) / math.sqrt(12 * 8 * 16 * 4)  # (eh - fg) / sqrt of the four margins
+    phi = max(10 * 2 - 2 * 6 - 20 / 2, 0) / math.sqrt(12 * 8 * 16 * 4)  # (eh - fg - n/2) / sqrt(margins) = 0
     low = 0.2 - math.sqrt((0.8 - l2) ** 2 - 2 * phi * (0.8 - l2) * (u1 - 0.6) + (u1 - 0.6) ** 2)
     high = 0.2 + math.sqrt((u2 - 0.8) ** 2 - 2 * phi * (u2 - 0.8) * (0.6 - l1) + (0.6 - l1) ** 2)
     got = paired_rate_diff_ci(a, b)
