@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping
 from html import escape
 from typing import Any
 
 from tuneport._version import __version__
 from tuneport.report.diff import word_diff
-from tuneport.report.format import as_text, fmt_ci, fmt_num, fmt_pct, fmt_signed
+from tuneport.report.format import as_text, flat_rows, fmt_ci, fmt_num, fmt_pct, fmt_signed, is_link, readable
 from tuneport.report.sentences import (
     bootstrap_sentence,
     excluded_sentence,
@@ -29,12 +28,17 @@ from tuneport.report.sentences import (
     pairwise_verdict,
 )
 from tuneport.report.tables import (
+    COST_HEADER,
+    JUDGE_HEADER,
     LABEL_HEADER,
     LATENCY_HEADER,
+    NO_ROI,
     SCORE_HEADER,
+    figure_amount,
     label_rows,
     latency_rows,
     score_cells,
+    totals_sentence,
 )
 
 __all__ = ["render_html", "esc"]
@@ -84,6 +88,10 @@ ins { background: var(--ins); text-decoration: none; } del { background: var(--d
 .badge.pass { color: var(--pass); border-color: var(--pass); } .badge.fail { color: var(--fail); border-color: var(--fail); }
 .badge.error { color: #8a5a00; border-color: var(--warn-line); } .err { color: var(--fail); }
 [hidden] { display: none !important; }
+.verdicts { background: #eef6ee; border: 1px solid #b7dfb9; border-left: 6px solid var(--pass); border-radius: 4px;
+  padding: 8px 16px; margin: 16px 0; } .verdicts h2 { border: 0; margin: 0 0 4px; font-size: 17px; }
+.verdicts li { font-size: 15px; margin: 4px 0; }
+table.kv th { font-weight: 500; color: var(--muted); }
 footer { color: var(--muted); font-size: 12px; margin: 32px 0 8px; }
 """
 
@@ -253,15 +261,18 @@ def _labels(entry: Mapping[str, Any]) -> str:
     )
 
 
+def _link(value: Any) -> str:
+    """A source as a link when it is an http(s) address (opens elsewhere; the page itself loads nothing)."""
+    if is_link(value):
+        return f'<a href="{esc(value)}" rel="noreferrer noopener" target="_blank">{esc(value)}</a>'
+    return esc(value)
+
+
 def _kv(mapping: Mapping[str, Any]) -> str:
-    rows = []
-    for key, value in mapping.items():
-        if value is None:
-            text = "n/a"
-        else:
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        rows.append(f"<tr><th>{esc(key)}</th><td><code>{esc(text)}</code></td></tr>")
-    return f"<table>{''.join(rows)}</table>" if rows else ""
+    """A figure's inputs as a two-column table: nested inputs flattened, values rounded, sources as links."""
+    rows = [f"<tr><th>{esc(k)}</th><td>{_link(v) if is_link(v) else esc(readable(v))}</td></tr>"
+            for k, v in flat_rows(mapping)]  # fmt: skip
+    return f'<table class="kv">{"".join(rows)}</table>' if rows else ""
 
 
 def _item(it: Mapping[str, Any], endpoints: list[str], graders: list[str]) -> str:
@@ -303,8 +314,8 @@ def _item(it: Mapping[str, Any], endpoints: list[str], graders: list[str]) -> st
 Model = Mapping[str, Any]
 Pngs = Mapping[str, bytes]
 
-_SECTIONS = [("scores", "Scores"), ("comparisons", "Paired comparisons"), ("pairwise", "Pairwise judge"),
-             ("labels", "Label metrics"), ("latency", "Latency"), ("loss", "Training loss"), ("costs", "Costs"),
+_SECTIONS = [("verdict", "Verdict"), ("scores", "Scores"), ("comparisons", "Paired comparisons"), ("pairwise", "Pairwise judge"),
+             ("labels", "Label metrics"), ("latency", "Latency"), ("costs", "Costs"), ("loss", "Training loss"),
              ("items", "Items")]  # fmt: skip
 
 
@@ -327,6 +338,10 @@ def _nav(model: Model) -> list[str]:
     present = {"scores", "latency", "items"} | {
         k for k in ("comparisons", "pairwise", "labels", "loss", "costs") if model.get(k)
     }
+    if model["verdicts"]:
+        present.add("verdict")
+    if any(model["endpoint_costs"].values()) or any(model["tokens"].values()):
+        present.add("costs")
     return ["<nav>" + "".join(f'<a href="#{k}">{t}</a>' for k, t in _SECTIONS if k in present) + "</nav>"]
 
 
@@ -385,11 +400,6 @@ def _latency(model: Model, pngs: Pngs) -> list[str]:
     parts = ['<h2 id="latency">Latency</h2>', _table(LATENCY_HEADER, latency_rows(model))]
     if "latency" in pngs:
         parts.append(_img(pngs["latency"], "latency distributions per endpoint"))
-    for ep in model["endpoint_names"]:
-        tokens, cost = model["tokens"].get(ep), model["endpoint_costs"].get(ep)
-        if tokens or cost:
-            parts.append(f"<h3>{esc(ep)}: tokens and cost</h3>" + _kv(dict(tokens or {}))
-                         + (_kv(dict(cost)) if isinstance(cost, Mapping) else ""))  # fmt: skip
     return parts
 
 
@@ -408,19 +418,63 @@ def _loss(model: Model, pngs: Pngs) -> list[str]:
     return parts
 
 
-def _costs(model: Model) -> list[str]:
-    if not model["costs"]:
+def _cost_table(view: Mapping[str, Any]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in COST_HEADER)
+    body = []
+    for r in view["endpoints"]:
+        source = _link(r["source"]) + (f' <span class="meta">({esc(r["as_of"])})</span>' if r["as_of"] else "")
+        cells = [f"<td>{esc(r['endpoint'])}</td>", f"<td>{esc(r['billed'])}</td>",
+                 f"<td class=num><strong>{esc(r['per_1000_text'])}</strong></td>",
+                 f"<td class=num>{esc(r['interval_text'])}</td>",
+                 f"<td class=num>{esc(_tokens(r['prompt_per_item']))}</td>",
+                 f"<td class=num>{esc(_tokens(r['completion_per_item']))}</td>",
+                 f"<td>{esc(r['prices'])}</td>", f"<td>{source}</td>", f"<td class=meta>{esc(r['reason'])}</td>"]  # fmt: skip
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table id="cost-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _tokens(value: Any) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _costs(model: Model, pngs: Pngs) -> list[str]:
+    view = model["cost_view"]
+    has_endpoint_costs = any(model["endpoint_costs"].values()) or any(model["tokens"].values())
+    if not (has_endpoint_costs or model["costs"]):
         return []
     parts = ['<h2 id="costs">Costs</h2>']
+    if has_endpoint_costs:
+        parts.append("<h3>Cost per 1,000 items</h3>" + _cost_table(view))
+        parts.append('<p class="meta">The interval is the 95% interval of the mean cost per item over the answered '
+                     "items (x 1,000). n/a says why an endpoint has no price.</p>")  # fmt: skip
+        if "cost" in pngs:
+            parts.append(_img(pngs["cost"], "cost per 1,000 items per endpoint with its 95% interval"))
+        if view["judges"]:
+            rows = [[j["judge"], j["pair"], j["requests"], _tokens(j["prompt_tokens"]), _tokens(j["completion_tokens"]),
+                     j["total_text"], j["reason"]] for j in view["judges"]]  # fmt: skip
+            parts.append("<h3>The judge</h3>" + _table(JUDGE_HEADER, rows, num_from=2))
+        parts.append(f'<p id="cost-totals">{esc(totals_sentence(view["totals"]))}</p>')
+        lines = [line["sentence"] for line in view["roi"]] or [NO_ROI]
+        parts.append('<h3>What the fine-tune saves</h3><ul id="roi">'
+                     + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>")  # fmt: skip
     for fig in model["costs"]:
-        amount = fig.get("display") or f"{fig.get('amount')} {fig.get('currency') or ''}".strip()
-        parts.append(f"<h3>{esc(fig.get('label'))}: {esc(amount)}</h3>")
+        parts.append(f"<h3>{esc(fig.get('label'))}: {esc(figure_amount(fig))}</h3>")
         if fig.get("formula"):
             parts.append(f"<div>= <code>{esc(fig['formula'])}</code></div>")
         if isinstance(fig.get("inputs"), Mapping):
             parts.append(_kv(fig["inputs"]))
         parts += [f'<div class="meta">note: {esc(n)}</div>' for n in fig.get("notes") or []]
     return parts
+
+
+def _verdict(model: Model) -> list[str]:
+    """The opening: one sentence per comparison, before any table."""
+    if not model["verdicts"]:
+        return []
+    partial = ("" if model["status"] == "complete" else
+               f'<p class="cw">This run is {esc(model["status"])}: these cover only its finished items.</p>')  # fmt: skip
+    return ['<section id="verdict" class="verdicts"><h2>Verdict</h2>' + partial + "<ul>"
+            + "".join(f"<li>{esc(v)}</li>" for v in model["verdicts"]) + "</ul></section>"]  # fmt: skip
 
 
 def _items(model: Model) -> list[str]:
@@ -436,8 +490,8 @@ def _items(model: Model) -> list[str]:
 def render_html(model: Model, pngs: Pngs) -> str:
     """The whole page. ``pngs`` maps plot keys (``latency``, ``loss:JOB``) to PNG bytes, embedded as data: URIs."""
     parts = [
-        *_head(model), *_nav(model), *_warnings_and_endpoints(model), *_scores(model), *_statistics(model),
-        *_latency(model, pngs), *_loss(model, pngs), *_costs(model), *_items(model),
+        *_head(model), *_verdict(model), *_nav(model), *_warnings_and_endpoints(model), *_scores(model), *_statistics(model),
+        *_latency(model, pngs), *_costs(model, pngs), *_loss(model, pngs), *_items(model),
         f"<footer>tuneport {esc(__version__)} &middot; run <code>{esc(model['id'])}</code></footer>",
         f"</main><script>{SCRIPT}</script></body></html>",
     ]  # fmt: skip

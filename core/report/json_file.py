@@ -31,14 +31,19 @@ def _json_default(value: Any) -> Any:
     return str(value)  # Decimal amounts stay exact as strings
 
 
-def render_json(run: Mapping[str, Any], model: Mapping[str, Any], job_events: Any, costs: Any) -> str:
+def render_json(
+    run: Mapping[str, Any], model: Mapping[str, Any], job_events: Any, costs: Any, monthly_requests: int | None = None
+) -> str:
     """The report's inputs (to render it again) plus the derived views a script would otherwise recompute."""
     payload = {
         "format": REPORT_JSON_FORMAT,
         "run": run,
         "job_events": job_events or {},
         "costs": list(costs or []),
+        "monthly_requests": monthly_requests,
         "report": {
+            "verdicts": model["verdicts"],
+            "roi": [{k: v for k, v in line.items()} for line in model["cost_view"]["roi"]],
             "warnings": model["warnings"],
             "disagreements": [{"index": it["index"], "graders": it["disagree_on"]} for it in model["items"] if it["disagree"]],
             "loss_curves": {e["job_id"]: e["curve"] for e in model["loss"]},
@@ -73,5 +78,6 @@ def load_report_json(path: str | Path) -> dict[str, Any]:
             "run": data.get("run"),
             "job_events": data.get("job_events") or None,
             "costs": data.get("costs") or None,
+            **({"monthly_requests": data["monthly_requests"]} if isinstance(data.get("monthly_requests"), int) else {}),
         }
     return {"run": data, "job_events": None, "costs": None}

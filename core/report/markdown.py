@@ -11,7 +11,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tuneport.report.format import as_text, fmt_ci, fmt_num, fmt_pct, fmt_signed, short_value
+from tuneport.report.format import (
+    as_text,
+    flat_rows,
+    fmt_ci,
+    fmt_num,
+    fmt_pct,
+    fmt_signed,
+    readable,
+    short_value,
+)
 from tuneport.report.model import verdict
 from tuneport.report.sentences import (
     bootstrap_sentence,
@@ -23,12 +32,17 @@ from tuneport.report.sentences import (
     pairwise_verdict,
 )
 from tuneport.report.tables import (
+    COST_HEADER,
+    JUDGE_HEADER,
     LABEL_HEADER,
     LATENCY_HEADER,
+    NO_ROI,
     SCORE_HEADER,
+    figure_amount,
     label_rows,
     latency_rows,
     score_cells,
+    totals_sentence,
 )
 
 __all__ = ["render_markdown", "md_cell", "md_code", "MD_MAX_ITEMS"]
@@ -69,10 +83,13 @@ def _grade(grade: Any) -> str:
     return f"{v} ({score})" + (f": {reason}" if reason and v != "pass" else "")
 
 
+def _title(model: Model) -> list[str]:
+    return [f"# Evaluation report: {md_cell(model['id'])}", ""]
+
+
 def _header(model: Model) -> list[str]:
     ds = model["dataset"]
-    lines = [f"# Evaluation report: {md_cell(model['id'])}", ""]
-    lines += [
+    lines = [
         f"- status: **{md_cell(model['status'])}**" + (f", created {md_cell(model['created_at'])}" if model["created_at"] else ""),
         f"- dataset: {md_cell(ds.get('path'))} ({md_cell(ds.get('n_items'))} items, sha256 {md_cell(str(ds.get('sha256') or '')[:12])})",
         "- endpoints: " + ", ".join(
@@ -198,35 +215,6 @@ def _latency(model: Model, plots: Plots) -> list[str]:
     return lines
 
 
-def _endpoint_cost(cost: Mapping[str, Any]) -> list[str]:
-    parts = []
-    cur = cost.get("currency") or ""
-    if cost.get("per_item") is None:
-        parts.append("cost n/a")
-    else:
-        parts.append(
-            f"cost per item {md_cell(cost.get('per_item'))} {md_cell(cur)}, "
-            f"per 1,000 items {md_cell(cost.get('per_1000'))} {md_cell(cur)}"
-        )
-    if cost.get("inputs"):
-        parts.append("inputs: " + md_cell(short_value(cost["inputs"], 400)))
-    return parts
-
-
-def _tokens_and_costs(model: Model) -> list[str]:
-    if not (any(model["tokens"].values()) or any(model["endpoint_costs"].values())):
-        return []
-    lines = ["## Tokens and cost per endpoint", ""]
-    for ep in model["endpoint_names"]:
-        tokens = model["tokens"].get(ep) or {}
-        cost = model["endpoint_costs"].get(ep) or {}
-        parts = [f"{md_cell(k)} tokens {md_cell(short_value(v))}" for k, v in tokens.items()]
-        if cost:
-            parts += _endpoint_cost(cost)
-        lines.append(f"- **{md_cell(ep)}**: " + "; ".join(parts))
-    return lines + [""]
-
-
 def _final_losses(curve: Mapping[str, Any]) -> str:
     last_t = curve["train_loss"][-1] if curve["train_loss"] else None
     last_v = curve["valid_loss"][-1] if curve["valid_loss"] else None
@@ -256,17 +244,53 @@ def _loss(model: Model, plots: Plots) -> list[str]:
     return lines
 
 
-def _costs(model: Model) -> list[str]:
-    if not model["costs"]:
+def _verdict(model: Model) -> list[str]:
+    """The opening: one sentence per comparison, before any detail."""
+    if not model["verdicts"]:
+        return []
+    lines = ["## Verdict", ""]
+    if model["status"] != "complete":
+        lines += [f"**This run is {md_cell(model['status'])}: these cover only its finished items (see the warnings).**", ""]
+    return lines + [f"- {md_cell(v)}" for v in model["verdicts"]] + [""]
+
+
+def _tokens(value: Any) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _cost_tables(view: Mapping[str, Any], plots: Plots) -> list[str]:
+    rows = [[r["endpoint"], r["billed"], r["per_1000_text"], r["interval_text"], _tokens(r["prompt_per_item"]),
+             _tokens(r["completion_per_item"]), r["prices"], r["source"] + (f" ({r['as_of']})" if r["as_of"] else ""),
+             r["reason"]] for r in view["endpoints"]]  # fmt: skip
+    lines = _table(COST_HEADER, rows)
+    lines += ["The interval is the 95% interval of the mean cost per item over the answered items (x 1,000).", ""]
+    if "cost" in plots:
+        lines += [f"![cost per 1,000 items per endpoint]({plots['cost']})", ""]
+    if view["judges"]:
+        lines += _table(JUDGE_HEADER, ([j["judge"], j["pair"], j["requests"], _tokens(j["prompt_tokens"]),
+                                        _tokens(j["completion_tokens"]), j["total_text"], j["reason"]]
+                                       for j in view["judges"]))  # fmt: skip
+    lines += [f"- {md_cell(totals_sentence(view['totals']))}", ""]
+    return lines
+
+
+def _costs(model: Model, plots: Plots) -> list[str]:
+    view = model["cost_view"]
+    has_endpoint_costs = any(model["endpoint_costs"].values()) or any(model["tokens"].values())
+    if not (has_endpoint_costs or model["costs"]):
         return []
     lines = ["## Costs", ""]
+    if has_endpoint_costs:
+        lines += _cost_tables(view, plots)
+        lines += ["### What the fine-tune saves", ""]
+        lines += [f"- {md_cell(line['sentence'])}" for line in view["roi"]] or [f"- {md_cell(NO_ROI)}"]
+        lines.append("")
     for fig in model["costs"]:
-        amount = fig.get("display") or f"{fig.get('amount')} {fig.get('currency') or ''}".strip()
-        lines += [f"### {md_cell(fig.get('label'))}: {md_cell(amount)}", ""]
+        lines += [f"### {md_cell(fig.get('label'))}: {md_cell(figure_amount(fig))}", ""]
         if fig.get("formula"):
             lines += [f"- formula: {md_cell(fig['formula'])}"]
-        for key, value in (fig.get("inputs") or {}).items():
-            lines.append(f"- {md_cell(key)}: {md_cell(short_value(value, 400))}")
+        for key, value in flat_rows(fig.get("inputs") or {}):
+            lines.append(f"- {md_cell(key)}: {md_cell(short_value(readable(value), 400))}")
         lines += [f"- note: {md_cell(n)}" for n in fig.get("notes") or []]
         lines.append("")
     return lines
@@ -311,7 +335,7 @@ def _disagreements(model: Model) -> list[str]:
 def render_markdown(model: Model, plots: Plots) -> str:
     """The report as Markdown; ``plots`` maps a plot key to its PNG file name (relative to the Markdown)."""
     sections = [
-        _header(model), _scores(model), _comparisons(model), _pairwise(model), _labels(model),
-        _latency(model, plots), _tokens_and_costs(model), _loss(model, plots), _costs(model), _disagreements(model),
+        _title(model), _verdict(model), _header(model), _scores(model), _comparisons(model), _pairwise(model),
+        _labels(model), _latency(model, plots), _costs(model, plots), _loss(model, plots), _disagreements(model),
     ]  # fmt: skip
     return "\n".join(line for section in sections for line in section).rstrip() + "\n"

@@ -11,14 +11,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tuneport.errors import EvaluationError
+from tuneport.report.costs import DEFAULT_MONTHLY_REQUESTS, cost_view
 from tuneport.report.format import as_text, fmt_time, num, short_value
 from tuneport.report.sentences import pairwise_verdict, winner_name
+from tuneport.report.verdicts import verdict_sentences
 
 __all__ = ["build_report_model", "check_nesting", "loss_curve", "last_user_turn", "verdict", "MAX_NESTING"]
 
 #: Deepest nesting of lists and objects a run may hold. A real run is about ten levels deep; the renderers and the
 #: JSON writer recurse once per level, so a deeper (hostile or broken) document is refused up front.
 MAX_NESTING = 100
+#: The largest monthly request volume the ROI line accepts (far past any real service).
+MAX_MONTHLY_REQUESTS = 10**12
 
 
 def check_nesting(document: Any, origin: str, limit: int = MAX_NESTING) -> None:
@@ -277,8 +281,19 @@ def build_report_model(
     *,
     job_events: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     costs: Sequence[Mapping[str, Any]] | None = None,
+    monthly_requests: int = DEFAULT_MONTHLY_REQUESTS,
 ) -> dict[str, Any]:
-    """Everything a renderer shows, as plain data (no plots): checked, ordered, with derived views computed once."""
+    """Everything a renderer shows, as plain data (no plots): checked, ordered, with derived views computed once.
+
+    ``monthly_requests`` is the volume the ROI line assumes (prompt tokens saved per request x this)."""
+    if isinstance(monthly_requests, bool) or not isinstance(monthly_requests, int) or not (
+        1 <= monthly_requests <= MAX_MONTHLY_REQUESTS
+    ):
+        raise EvaluationError(
+            f"the monthly request volume must be a whole number from 1 to {MAX_MONTHLY_REQUESTS:,}, "
+            f"not {monthly_requests!r}",
+            hint="Give --monthly-requests as the requests a month you expect, e.g. 100000.",
+        )
     _check_run(run)
     check_nesting(job_events or {}, "the job events")
     check_nesting(list(costs or []), "the cost figures")
@@ -308,7 +323,7 @@ def build_report_model(
         ]
         for ep in endpoints
     }
-    return {
+    model = {
         "id": str(run["id"]),
         "created_at": fmt_time(run.get("created_at")),
         "status": run.get("status") or "unknown",
@@ -325,14 +340,20 @@ def build_report_model(
         "scores": scores,
         "comparisons": [dict(c) for c in run.get("comparisons") or [] if isinstance(c, Mapping)],
         "pairwise": pairwise,
+        "noninferiority": [dict(t) for t in run.get("noninferiority") or [] if isinstance(t, Mapping)],
+        "overfitting": [dict(g) for g in run.get("overfitting") or [] if isinstance(g, Mapping)],
         "labels": labels,
         "latency": {ep: (summary.get(ep) or {}).get("latency") for ep in endpoints},
         "latencies": latencies,
         "tokens": {ep: (summary.get(ep) or {}).get("tokens") for ep in endpoints},
         "endpoint_costs": {ep: (summary.get(ep) or {}).get("cost") for ep in endpoints},
         "errors": {ep: (summary.get(ep) or {}).get("errors") for ep in endpoints},
+        "answered": {ep: (summary.get(ep) or {}).get("n_answered") for ep in endpoints},
         "loss": _loss(run, job_events),
         "costs": [dict(c) for c in costs or [] if isinstance(c, Mapping)],
         "items": items,
         "n_disagree": sum(1 for it in items if it["disagree"]),
     }
+    model["cost_view"] = cost_view(model, monthly_requests)
+    model["verdicts"] = verdict_sentences(model)
+    return model

@@ -12,7 +12,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["matplotlib_available", "latency_png", "loss_png"]
+__all__ = ["matplotlib_available", "latency_png", "loss_png", "cost_png"]
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
@@ -99,6 +99,34 @@ def loss_png(curve: Mapping[str, Any], title: str) -> bytes | None:
     ax.set_title(_short(title, 70), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def cost_png(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
+    """Cost per 1,000 items per endpoint (bars) with its 95% interval (whiskers); an endpoint without a price is
+    labelled n/a instead of drawn as $0. ``None`` when no endpoint has a price."""
+    priced = [r for r in rows if r.get("per_1000") is not None]
+    if not priced:
+        return None
+    names = [str(r["endpoint"]) for r in rows]
+    fig = _figure(7.5, 1.4 + 0.5 * len(names))
+    ax = fig.subplots()
+    values = [float(r["per_1000"]) if r.get("per_1000") is not None else 0.0 for r in rows]
+    lows = [v - r["low"] if r.get("low") is not None else 0.0 for v, r in zip(values, rows, strict=True)]
+    highs = [r["high"] - v if r.get("high") is not None else 0.0 for v, r in zip(values, rows, strict=True)]
+    ys = list(range(len(names)))
+    ax.barh(ys, values, xerr=[[max(0.0, x) for x in lows], [max(0.0, x) for x in highs]], capsize=4,
+            color=[_COLORS[i % len(_COLORS)] for i in ys], alpha=0.7, error_kw={"elinewidth": 1.2})  # fmt: skip
+    top = max([v + h for v, h in zip(values, highs, strict=True)] + [1e-9])
+    for y, r, v in zip(ys, rows, values, strict=True):
+        text = r.get("per_1000_text") or "n/a"
+        ax.text(v + top * 0.02, y, text, va="center", fontsize=8)
+    ax.set_yticks(ys, [_short(n) for n in names])
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.3)
+    ax.set_xlabel("USD per 1,000 items")
+    ax.set_title("cost per 1,000 items (whiskers: 95% interval over the items)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
 

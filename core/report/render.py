@@ -18,6 +18,7 @@ from typing import Any
 
 from tuneport.errors import EvaluationError
 from tuneport.report import plots as report_plots
+from tuneport.report.costs import DEFAULT_MONTHLY_REQUESTS
 from tuneport.report.html import render_html
 from tuneport.report.json_file import render_json
 from tuneport.report.markdown import render_markdown
@@ -54,6 +55,8 @@ def _plots(model: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, str]]:
         return pngs, files
     if png := report_plots.latency_png(model["latencies"]):
         pngs["latency"], files["latency"] = png, "latency.png"
+    if png := report_plots.cost_png(model["cost_view"]["endpoints"]):
+        pngs["cost"], files["cost"] = png, "cost.png"
     for entry in model["loss"]:
         if png := report_plots.loss_png(entry["curve"], f"job {entry['job_id']}"):
             key = f"loss:{entry['job_id']}"
@@ -68,6 +71,7 @@ def render_report(
     job_events: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     costs: Sequence[Mapping[str, Any]] | None = None,
     formats: Sequence[str] = REPORT_FORMATS,
+    monthly_requests: int = DEFAULT_MONTHLY_REQUESTS,
 ) -> dict[str, Path]:
     """Write the report of one evaluation run into ``out_dir``; returns ``{"md"|"html"|"json"|"plot:...": path}``.
 
@@ -76,10 +80,11 @@ def render_report(
     ``leakage``). ``job_events``: ``{job_id: [event rows]}`` from the store, for the loss curves of fine-tuned
     endpoints. ``costs``: cost figure dicts (``label``, ``amount``, ``currency``, ``formula``, ``inputs``).
     Markdown goes to ``report.md`` with its plots as PNG files beside it; HTML to ``report.html`` (self-contained);
-    JSON to ``report.json``. Without matplotlib the report is still written, without plots, and says so.
+    JSON to ``report.json``. ``monthly_requests``: the volume of the ROI line (prompt tokens saved per request x
+    requests a month), kept in the JSON so a re-render says the same. Without matplotlib the report is still written, without plots, and says so.
     """
     wanted = _check_formats(formats)
-    model = build_report_model(run, job_events=job_events, costs=costs)
+    model = build_report_model(run, job_events=job_events, costs=costs, monthly_requests=monthly_requests)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +109,7 @@ def render_report(
             written["html"].write_text(render_html(model, pngs), encoding="utf-8")
         if "json" in wanted:
             written["json"] = out / "report.json"
-            written["json"].write_text(render_json(run, model, job_events, costs), encoding="utf-8")
+            written["json"].write_text(render_json(run, model, job_events, costs, monthly_requests), encoding="utf-8")
     except OSError as exc:
         raise EvaluationError(
             f"cannot write the report into {out}: {exc.strerror or exc}",

@@ -41,7 +41,7 @@ def _text(written: dict[str, Path], key: str) -> str:
 
 def test_all_three_files_and_the_plots_are_written(written: dict[str, Path]) -> None:
     assert {p.name for p in written.values()} == {
-        "report.md", "report.html", "report.json", "latency.png", "loss-ftjob-local-abc123.png",
+        "report.md", "report.html", "report.json", "latency.png", "cost.png", "loss-ftjob-local-abc123.png",
     }  # fmt: skip
     for key, path in written.items():
         assert path.is_file() and path.stat().st_size > 0, key
@@ -53,11 +53,14 @@ def test_all_three_files_and_the_plots_are_written(written: dict[str, Path]) -> 
 
 def test_html_is_self_contained(written: dict[str, Path]) -> None:
     html = _text(written, "html")
-    # Nothing is fetched: no external script, stylesheet, image, font or frame.
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html, re.I)
+    # Nothing is fetched: no external script, stylesheet, image, font or frame. The only outside addresses are
+    # the links of price sources (<a href>: followed when clicked, never loaded).
+    assert not re.search(r"""src\s*=\s*["']?(?:https?:)?//""", html, re.I)
+    outside = re.findall(r"""<(\w+)[^>]*\shref\s*=\s*["']?(?:https?:)?//""", html, re.I)
+    assert set(outside) <= {"a"}, outside
     assert "<link" not in html.lower() and "@import" not in html and "url(" not in html
     srcs = re.findall(r"""<img[^>]*\ssrc="([^"]*)\"""", html)
-    assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
     for src in srcs:
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
     # The CSP forbids the network and allows exactly the inline filter script (by hash).
@@ -163,11 +166,13 @@ def test_loss_curve_plot_only_when_the_job_reported_losses(run: dict, tmp_path: 
     with_events = render_report(run, tmp_path / "a", job_events=build_events(), formats=("md", "html"))
     assert "plot:loss:ftjob-local-abc123" in with_events
     assert "final train loss:" in _text(with_events, "md")
-    assert _text(with_events, "html").count("<img ") == 2
+    assert _text(with_events, "html").count("<img ") == 3  # latency, cost, loss
+    assert 'alt="train and valid loss of job' in _text(with_events, "html")
     without = render_report(run, tmp_path / "b", formats=("md", "html"))
     assert not any(k.startswith("plot:loss") for k in without)
     assert "No loss metrics were reported for this job." in _text(without, "md")
-    assert _text(without, "html").count("<img ") == 1
+    assert _text(without, "html").count("<img ") == 2  # latency, cost
+    assert 'alt="train and valid loss of job' not in _text(without, "html")
 
 
 def test_loss_curve_reads_metrics_events() -> None:
@@ -251,7 +256,7 @@ def test_cli_report_from_a_run_file_with_job_events_and_costs_from_the_store(
     paths = json.loads(result.output)
     assert {"md", "html", "json", "plot:latency", f"plot:loss:{job_id}"} <= set(paths)
     md = Path(paths["md"]).read_text()
-    assert "### local training actual: 0.42 USD" in md and "- formula: seconds / 3600 x hourly\\_usd" in md
+    assert "### local training actual: $0.42" in md and "- formula: seconds / 3600 x hourly\\_usd" in md
     data = json.loads(Path(paths["json"]).read_text())
     assert [s for s, _ in data["report"]["loss_curves"][job_id]["train_loss"]] == list(range(1, 13))
 

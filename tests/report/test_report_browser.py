@@ -164,7 +164,7 @@ def test_report_renders_in_chromium_without_errors_and_its_filter_works(
         images = browser.evaluate(
             "Array.from(document.images).map(i => [i.complete && i.naturalWidth > 100, i.src.slice(0, 22)])"
         )
-        assert len(images) == 2 and all(ok and src == "data:image/png;base64," for ok, src in images), images
+        assert len(images) == 3 and all(ok and src == "data:image/png;base64," for ok, src in images), images
 
         # The hostile output is text on the page, not markup: no injected element exists, no dialog opened.
         assert browser.evaluate("document.querySelectorAll('script').length") == 1
