@@ -166,6 +166,7 @@ class HTTPClient:
         service: str = "OpenAI",
         api_key_env: str = "OPENAI_API_KEY",
         max_connections: int = 16,
+        params: Mapping[str, str] | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.service = service
@@ -181,6 +182,7 @@ class HTTPClient:
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
+            params=dict(params or {}),  # sent with every request (Azure's api-version)
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -231,22 +233,26 @@ class HTTPClient:
         json: Any = None,
         data: Mapping[str, Any] | None = None,
         files: Any = None,
+        content: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | float | None = None,
         idempotent: bool = True,
         before_resend: Callable[[Failure], Any] | None = None,
         parse: Callable[[httpx.Response], Any] | None = None,
+        accept: Iterable[int] = (),
     ) -> Any:
         """Send a request, retrying as the module docstring says; return ``parse(response)`` (or the response).
 
         ``files`` may be a zero-argument callable returning the files mapping, so each attempt gets fresh
-        streams. ``before_resend(failure)`` runs before every re-send once any attempt failed *ambiguously*; if it
-        returns something other than ``None``, that is returned instead of sending again. A request that is not
-        ``idempotent`` and has no ``before_resend`` is never re-sent after an ambiguous failure.
+        streams; so may ``content`` (a raw body). ``accept``: statuses besides 2xx that are answers, not failures
+        (a 302 whose ``Location`` the caller follows itself). ``before_resend(failure)`` runs before every
+        re-send once any attempt failed *ambiguously*; if it returns something other than ``None``, that is
+        returned instead of sending again. A request that is not ``idempotent`` and has no ``before_resend`` is never re-sent after an ambiguous failure.
         """
         from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
         state: dict[str, Any] = {"attempt": 0, "last": None, "ambiguous": False}
+        answers = frozenset(accept)
         kwargs: dict[str, Any] = {"params": params, "json": json, "data": data, "headers": headers}
         if timeout is not None:
             kwargs["timeout"] = timeout
@@ -263,12 +269,13 @@ class HTTPClient:
             number = state["attempt"]
             try:
                 response = self._client.request(
-                    method, path, files=files() if callable(files) else files, **kwargs
-                )
+                    method, path, files=files() if callable(files) else files,
+                    content=content() if callable(content) else content, **kwargs,
+                )  # fmt: skip
             except httpx.HTTPError as exc:
                 failure = _classify_exception(exc, method, str(self._client.base_url.join(path)), number)
             else:
-                if response.is_success:
+                if response.is_success or response.status_code in answers:
                     return parse(response) if parse is not None else response
                 failure = _classify_response(response, number)
             state["last"] = failure

@@ -221,6 +221,14 @@ class Provider(ABC):
     ) -> ListPage[FineTuningJobCheckpoint]:
         """One page of the job's checkpoints, newest first."""
 
+    def download_adapter(self, job_id: str, dest: str | Path | None = None) -> Path:
+        """Fetch a finished hosted job's LoRA adapter into ``dest`` (default: the store's adapters folder) and
+        return the folder holding ``adapter_config.json``, so ``tuneport serve`` can serve it on this machine."""
+        raise NotSupportedError(
+            f"the {self.name} backend cannot hand out its jobs' adapters",
+            hint="Serve a local job's adapter by its id, or an adapter folder by its path.",
+        )
+
     # -- what the rest of tuneport asks of a backend, without a job -------------------------------------------
     @classmethod
     def check_spec(cls, spec: JobSpec) -> list[str]:

@@ -36,6 +36,7 @@ __all__ = [
     "lookup_hardware",
     "catalog_summary",
     "LIST_PRICE_NOTE",
+    "provider_catalog",
 ]
 
 LIST_PRICE_NOTE = "on-demand list prices at their as_of date, not quotes"
@@ -61,6 +62,9 @@ class ModelInfo:
     source: str
     as_of: str
     aliases: tuple[str, ...] = field(default=())
+    #: the base model's own per-token prices (a base endpoint is not billed at fine-tuned rates); {} if unknown
+    base_inference_per_1m: dict[str, Decimal] = field(default_factory=dict)
+    base_price_source: str = ""
 
 
 def _user_catalog_path() -> Path | None:
@@ -103,6 +107,8 @@ def _parse_model(entry: dict[str, Any], origin: str) -> ModelInfo:
             source=entry["source"],
             as_of=entry["as_of"],
             aliases=tuple(entry.get("aliases", ())),
+            base_inference_per_1m=_prices_per_1m(entry, "base_inference_per_1m", origin),
+            base_price_source=str(entry.get("base_price_source") or entry["source"]),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise SpecError(
@@ -118,6 +124,7 @@ def _load(user_path: str | None) -> tuple[dict[str, ModelInfo], dict[str, Any]]:
     )
     models = {m["id"]: _parse_model(m, "shipped catalog") for m in shipped["models"]}
     wind = dict(shipped.get("wind_down", {}))
+    wind["retirements"] = dict(shipped.get("retirements", {}))
     if user_path:
         try:
             user = json.loads(Path(user_path).read_text("utf-8"))
@@ -322,6 +329,7 @@ def catalog_summary() -> dict[str, Any]:
     models = [
         {"id": m.id, "aliases": list(m.aliases), "methods": list(m.methods),
          "training_per_1m_usd": jsonable(m.training_per_1m), "inference_per_1m_usd": jsonable(m.inference_per_1m),
+         "base_inference_per_1m_usd": jsonable(m.base_inference_per_1m),
          "source": m.source, "as_of": m.as_of}
         for m in list_models()
     ]  # fmt: skip
@@ -331,3 +339,41 @@ def catalog_summary() -> dict[str, Any]:
         "hardware": [h.to_dict() for h in list_hardware()],
         "hardware_note": "USD per accelerator-hour, " + LIST_PRICE_NOTE,
     }
+
+
+def provider_catalog(name: str) -> dict[str, Any]:
+    """A hosted backend's own catalog (``resources/{name}_models.json``: its price tiers and models), with the user
+    catalog's ``name`` key laid over it: ``training_tiers`` replace the shipped ones whole, ``models`` by ``id``.
+
+    Backends that price by model size (Together) do not fit :class:`ModelInfo`, so each reads its own file here."""
+    path = _user_catalog_path()
+    return _load_provider_catalog(name, str(path) if path else None)
+
+
+@lru_cache(maxsize=8)
+def _load_provider_catalog(name: str, user_path: str | None) -> dict[str, Any]:
+    shipped = json.loads(
+        resources.files("tuneport").joinpath(f"resources/{name}_models.json").read_text("utf-8")
+    )
+    data = {"training_tiers": list(shipped.get("training_tiers", [])),
+            "models": {m["id"]: m for m in shipped.get("models", [])}}  # fmt: skip
+    if user_path:
+        try:
+            user = json.loads(Path(user_path).read_text("utf-8")).get(name) or {}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise SpecError(
+                f"{user_path}: cannot read the user catalog ({exc})", hint="Fix or remove the file."
+            ) from None
+        if "training_tiers" in user:
+            data["training_tiers"] = list(user["training_tiers"])
+        for m in user.get("models", []):
+            data["models"][m["id"]] = m
+    for tier in data["training_tiers"]:
+        price = Decimal(str(tier.get("per_1m")))
+        if _price_out_of_range(price, PRICE_PER_1M_USD) or not tier.get("source") or not tier.get("as_of"):
+            raise SpecError(
+                f"{user_path or 'shipped catalog'}: {name} training tier {tier!r} needs per_1m "
+                f"{PRICE_PER_1M_USD.describe()}, a source and an as_of date",
+                hint='Prices are decimal strings in USD per 1M tokens, e.g. "0.48".',
+            )
+    return data
