@@ -448,7 +448,8 @@ class AzureProvider(OpenAIProvider):
             if (job.metadata or {}).get(CLIENT_KEY_FIELD) not in (None, key):
                 continue  # another tuneport create
             same = (job.training_file == body.get("training_file") and job.model == body.get("model")
-                    and getattr(job, "user_provided_suffix", None) == body.get("suffix"))  # fmt: skip
+                    and (getattr(job, "user_provided_suffix", None) or getattr(job, "suffix", None))
+                    == body.get("suffix"))  # fmt: skip
             if same:
                 return job
         return None

@@ -264,6 +264,11 @@ class Provider(ABC):
         return False
 
     @classmethod
+    def auth_headers(cls, api_key: str) -> dict[str, str]:
+        """The headers that carry ``api_key`` to this backend's endpoints (a bearer token unless it says otherwise)."""
+        return {"Authorization": f"Bearer {api_key}"}
+
+    @classmethod
     def job_from_store(cls, row: Mapping[str, Any], store: Any) -> FineTuningJob:
         """The job as ``tuneport jobs list`` shows it from the store's row, without a network call (hosted jobs
         as last synced). A backend that can tell more from this machine (the local one: a runner that died)

@@ -315,27 +315,46 @@ class OpenAIProvider(Provider):
 
     def _make_client(self) -> HTTPClient:
         if not self._api_key:
-            raise AuthenticationError(
-                f"No OpenAI API key: set {self.api_key_env}.",
-                hint=f"export {self.api_key_env}=sk-... (a key from platform.openai.com/api-keys), "
-                "or train locally with --backend local.",
-            )
-        headers = {"Authorization": f"Bearer {self._api_key}"}
-        if self.organization:
-            headers["OpenAI-Organization"] = self.organization
-        if self.project:
-            headers["OpenAI-Project"] = self.project
+            raise self._missing_key_error()
         return HTTPClient(
             self.base_url,
-            headers=headers,
+            headers=self._auth_headers(self._api_key),
+            params=self._query_params(),
             timeout=self._timeout,
             retry=self._retry,
             transport=self._transport,
             secrets=[self._api_key],
-            service="OpenAI",
+            service=self.label,
             api_key_env=self.api_key_env,
             max_connections=max(8, self.upload_concurrency * 2),
         )
+
+    # Hooks for services that speak this API with other credentials or URLs (Azure OpenAI overrides them).
+    def _missing_key_error(self) -> AuthenticationError:
+        return AuthenticationError(
+            f"No OpenAI API key: set {self.api_key_env}.",
+            hint=f"export {self.api_key_env}=sk-... (a key from platform.openai.com/api-keys), "
+            "or train locally with --backend local.",
+        )
+
+    def _auth_headers(self, api_key: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        return headers
+
+    def _parse_job(self, data: Any) -> FineTuningJob:
+        """A job object as this service sends it (Azure maps its own statuses here)."""
+        return FineTuningJob.model_validate(data)
+
+    def _parse_job_page(self, data: Any) -> ListPage[FineTuningJob]:
+        return ListPage[FineTuningJob].model_validate(data)
+
+    def _query_params(self) -> dict[str, str]:
+        """Query parameters sent with every request (none for OpenAI)."""
+        return {}
 
     def close(self) -> None:
         if self._http is not None:
@@ -604,7 +623,7 @@ class OpenAIProvider(Provider):
                 headers={"Idempotency-Key": key},
                 idempotent=False,
                 before_resend=look_for_lost_job,
-                parse=lambda r: FineTuningJob.model_validate(r.json()),
+                parse=lambda r: self._parse_job(r.json()),
             )
         except (APIConnectionError, APIStatusError) as exc:
             ambiguous = (
@@ -648,7 +667,7 @@ class OpenAIProvider(Provider):
 
     def get(self, job_id: str) -> FineTuningJob:
         job = self.http.request(
-            "GET", f"fine_tuning/jobs/{job_id}", parse=lambda r: FineTuningJob.model_validate(r.json())
+            "GET", f"fine_tuning/jobs/{job_id}", parse=lambda r: self._parse_job(r.json())
         )
         self._record_job(job)
         return job
@@ -665,7 +684,7 @@ class OpenAIProvider(Provider):
             "GET",
             "fine_tuning/jobs",
             params=params,
-            parse=lambda r: ListPage[FineTuningJob].model_validate(r.json()),
+            parse=lambda r: self._parse_job_page(r.json()),
         )
 
     def _action(self, job_id: str, action: str, done: Callable[[FineTuningJob], bool]) -> FineTuningJob:
@@ -680,7 +699,7 @@ class OpenAIProvider(Provider):
             f"fine_tuning/jobs/{job_id}/{action}",
             idempotent=False,
             before_resend=already_done,
-            parse=lambda r: FineTuningJob.model_validate(r.json()),
+            parse=lambda r: self._parse_job(r.json()),
         )
         self._record_job(job)
         return job
@@ -767,7 +786,11 @@ class OpenAIProvider(Provider):
             log.warning("could not record job %s in the store: %s", job.id, exc)
             return
         if job.status == "succeeded" and job.fine_tuned_model:
-            _register_endpoint(store, row)
+            self._on_succeeded(store, row)
+
+    def _on_succeeded(self, store: Any, row: Any) -> None:
+        """A succeeded job's model answers on this API at once: save its endpoint (Azure waits for a deployment)."""
+        _register_endpoint(store, row)
 
 
 def _register_endpoint(store: Any, row: Any) -> None:

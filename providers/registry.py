@@ -30,6 +30,7 @@ _ENTRY_POINT_GROUP = "tuneport.providers"
 _REGISTRY: dict[str, type[Provider] | str] = {
     "openai": "tuneport.providers.openai:OpenAIProvider",
     "local": "tuneport.providers.local:LocalProvider",
+    "azure": "tuneport.providers.azure:AzureProvider",
     "together": "tuneport.providers.together:TogetherProvider",
 }
 _lock = threading.Lock()

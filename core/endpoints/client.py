@@ -50,6 +50,7 @@ from tuneport.errors import (
 )
 from tuneport.jobs.store import Store
 from tuneport.providers.base import Endpoint
+from tuneport.providers.registry import provider_class, provider_names
 from tuneport.retry_rules import RetryPolicy
 
 if TYPE_CHECKING:
@@ -113,8 +114,9 @@ class ChatEndpoint:
 
     @property
     def url(self) -> str:
-        """The chat completions URL."""
-        return f"{self.base_url}/chat/completions"
+        """The chat completions URL (a query in the base URL, such as Azure's ``api-version``, stays at the end)."""
+        base, mark, query = self.base_url.partition("?")
+        return f"{base.rstrip('/')}/chat/completions{mark}{query}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "base_url": self.base_url, "model": self.model,
@@ -366,7 +368,8 @@ class InferenceClient:
                     "which is not set.",
                     hint=f"export {env}=... (tuneport reads the key from there and never stores it).",
                 )
-            headers = {"Authorization": f"Bearer {key}"}
+            backend = provider_class(endpoint.kind) if endpoint.kind in provider_names() else None
+            headers = backend.auth_headers(key) if backend is not None else {"Authorization": f"Bearer {key}"}
         self._auth[env] = headers
         return headers
 

@@ -387,4 +387,4 @@ def test_check_spec_local() -> None:
     warnings = check_spec(spec(model="m", validation_file="data/train.jsonl"))
     assert any("validation_file is the training file" in w for w in warnings)
     with pytest.raises(SpecError):
-        check_spec(spec(), "azure")
+        check_spec(spec(), "no-such-backend")
