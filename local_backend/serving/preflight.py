@@ -45,8 +45,9 @@ def check_port_free(host: str, port: int) -> None:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (for tests and ``--port 0``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host.strip("[]"), 0))
         return int(s.getsockname()[1])
 
 
