@@ -344,6 +344,23 @@ def checkpoints_cmd(job_id: str, backend: str | None, limit: int, as_json: bool)
     _console().print(table)
 
 
+@jobs.command("download")
+@click.argument("job_id")
+@_backend_option
+@click.option("--output", "-o", type=click.Path(file_okay=False), default=None,
+              help="Folder for the adapter (default: the store's adapters folder).")  # fmt: skip
+@_json_option
+def download_cmd(job_id: str, backend: str | None, output: str | None, as_json: bool) -> None:
+    """Download a finished hosted job's LoRA adapter to this machine (serve it with --adapter NAME=PATH, or
+    directly with --adapter NAME=BACKEND:JOB_ID)."""
+    with provider_for_job(job_id, backend) as provider:
+        path = provider.download_adapter(job_id, output)
+    if as_json:
+        _echo_json({"id": job_id, "adapter": str(path)})
+        return
+    click.echo(str(path))
+
+
 def _control(action: str, job_id: str, backend: str | None, wait: bool, as_json: bool) -> None:
     with provider_for_job(job_id, backend) as provider:
         job = getattr(provider, action)(job_id)

@@ -125,10 +125,22 @@ def job_adapter(source: str, store: Any | None) -> tuple[Path, str] | None:
     return Path(adapter), row.get("fine_tuned_model") or row["id"]
 
 
+def hosted_adapter(source: str, store: Any | None) -> tuple[Path, str] | None:
+    """``BACKEND:JOB_ID`` (``together:ft-...``): the hosted job's adapter, downloaded into the store by its
+    backend (:meth:`~tuneport.providers.base.Provider.download_adapter`); None for anything else."""
+    from tuneport.providers.registry import get_provider, provider_names
+
+    backend, sep, job_id = source.partition(":")
+    if not sep or not job_id or backend not in provider_names():
+        return None
+    with get_provider(backend, **({"store": store} if store is not None else {})) as provider:
+        return provider.download_adapter(job_id), f"{backend}-{job_id}"
+
+
 def resolve_adapter(text: str, *, base_model: str, base_path: Path, store: Any | None = None) -> AdapterSpec:
     """Turn one ``--adapter`` value into a checked :class:`AdapterSpec` (see :func:`check_adapter`)."""
     name, source = parse_adapter_arg(text)
-    job = job_adapter(source, store)
+    job = hosted_adapter(source, store) or job_adapter(source, store)
     if job is not None:
         path, default_name = job
     else:
