@@ -147,7 +147,7 @@ def _skip_rest_of_line(fh: Any) -> tuple[int, bool]:
         if not chunk:
             return skipped, False
         if chunk.endswith(b"\n"):
-            return skipped + len(chunk) - 1, True
+            return skipped + len(_strip_eol(chunk)), True
         skipped += len(chunk)
 
 
@@ -169,21 +169,23 @@ def iter_records(path: str | Path, *, max_line_bytes: int | None = None) -> Iter
                 f"{path}: cannot be read ({exc.strerror})", hint="Check the file's permissions."
             )
         raise problem from None
-    limit = -1 if max_line_bytes is None else max_line_bytes + 1
+    # +2: room for the line ending, so that a line of exactly max_line_bytes is read whole
+    limit = -1 if max_line_bytes is None else max_line_bytes + 2
     readline = fh.readline
     try:
         lineno = 0
         while chunk := readline(limit):
             lineno += 1
-            if not chunk.endswith(b"\n"):
-                if max_line_bytes is not None and len(chunk) > max_line_bytes:
+            ended = chunk.endswith(b"\n")
+            raw = _strip_eol(chunk)
+            if max_line_bytes is not None and len(raw) > max_line_bytes:
+                if ended:
+                    yield _too_long(lineno, raw, 0, True, max_line_bytes)
+                else:
                     rest, newline = _skip_rest_of_line(fh)
                     yield _too_long(lineno, chunk, rest, newline, max_line_bytes)
-                    continue
-                # no newline: the last line of the file
-                yield _classify(_strip_eol(chunk), lineno, True)
                 continue
-            yield _classify(_strip_eol(chunk), lineno, False)
+            yield _classify(raw, lineno, not ended)  # a line without a newline is the file's last
     finally:
         fh.close()
 

@@ -172,7 +172,13 @@ def read_yaml(
     """
     import yaml
 
-    loader = _yaml_loader()(text)
+    try:
+        loader = _yaml_loader()(text)  # reads the text through: refuses control characters here
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise _refuse(
+            source, f"not valid YAML: character {exc.character:#06x} is not allowed in YAML text", line, what
+        ) from None
     loader.max_depth = max_depth
     try:
         node = loader.get_single_node()
