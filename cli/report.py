@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from tuneport.errors import EvaluationError
+from tuneport.report.costs import DEFAULT_MONTHLY_REQUESTS
 
 __all__ = ["report", "load_run_or_file", "gather_job_events", "gather_costs", "cost_row_to_figure"]
 
@@ -57,6 +58,7 @@ def cost_row_to_figure(row: dict[str, Any]) -> dict[str, Any]:
     saved = row.get("inputs") if isinstance(row.get("inputs"), dict) else {}
     figure = dict(saved) if "formula" in saved or "label" in saved else {"inputs": saved}
     figure.setdefault("label", row.get("kind") or "cost")
+    figure["kind"] = row.get("kind")  # train_actual_*: the training cost the ROI line's payback divides
     figure["amount"] = str(row.get("amount"))
     figure["currency"] = row.get("currency") or "USD"
     return figure
@@ -80,13 +82,18 @@ def gather_costs(run: dict[str, Any], store: Any) -> list[dict[str, Any]]:
               help="Folder for the report files (default: ./tuneport-reports/RUN_ID).")  # fmt: skip
 @click.option("--format", "formats", type=click.Choice(["md", "html", "json"]), multiple=True,
               help="Only these formats (repeatable; default: all three).")  # fmt: skip
+@click.option("--monthly-requests", type=click.IntRange(1, 10**12), default=None,
+              help="Requests a month for the ROI line: prompt tokens a fine-tune saves per request x this "
+              f"(default {DEFAULT_MONTHLY_REQUESTS:,}).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON (for scripts).")
-def report(run: str, output: str | None, formats: tuple[str, ...], as_json: bool) -> None:
+def report(run: str, output: str | None, formats: tuple[str, ...], monthly_requests: int | None,
+           as_json: bool) -> None:  # fmt: skip
     """Write the report of evaluation run RUN (a run id, or a run / report JSON file).
 
     Scores with Wilson intervals, paired tests (McNemar, bootstrap) with minimum detectable differences, label
     metrics, latency plots, the fine-tuning jobs' loss curves, cost figures with their inputs, and every item side
-    by side (in HTML, filterable to the items where the endpoints disagree).
+    by side (in HTML, filterable to the items where the endpoints disagree). It opens with the verdict: one
+    sentence per comparison, with each endpoint's cost per 1,000 items.
     """
     from tuneport.jobs.store import Store
     from tuneport.report.render import render_report
@@ -103,9 +110,9 @@ def report(run: str, output: str | None, formats: tuple[str, ...], as_json: bool
             if costs is None:
                 costs = gather_costs(run_dict, store)
     out_dir = Path(output) if output else Path("tuneport-reports") / _safe_dir(str(run_dict.get("id", "run")))
-    written = render_report(
-        run_dict, out_dir, job_events=job_events, costs=costs, formats=formats or ("md", "html", "json")
-    )
+    monthly = monthly_requests or args.get("monthly_requests") or DEFAULT_MONTHLY_REQUESTS
+    written = render_report(run_dict, out_dir, job_events=job_events, costs=costs,
+                            formats=formats or ("md", "html", "json"), monthly_requests=monthly)  # fmt: skip
     if as_json:
         click.echo(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
         return

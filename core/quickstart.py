@@ -156,6 +156,7 @@ def _train(spec: Any, say: Progress, on_event: Callable[[Any], None] | None) -> 
 
 
 def _evaluate(base_url: str, test_file: Path, train_file: Path, job_id: str, say: Progress) -> dict[str, Any]:
+    from tuneport.cost.figures import hourly_rate
     from tuneport.evaluation.runner import run_eval
     from tuneport.evaluation.spec import EndpointConfig
 
@@ -171,6 +172,7 @@ def _evaluate(base_url: str, test_file: Path, train_file: Path, job_id: str, say
         params={"temperature": 0, "max_tokens": 32},
         train=train_file,
         concurrency=8,
+        hourly=hourly_rate("cpu").amount,  # this machine, priced as a cloud CPU VM: self-hosted $ per 1,000 items
         name="quickstart",
     )
     if run.get("status") != "complete":

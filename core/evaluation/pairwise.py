@@ -9,6 +9,7 @@ from typing import Any
 from tuneport.endpoints.client import ChatEndpoint
 from tuneport.evaluation.graders import Grader, summarize_pairwise
 from tuneport.evaluation.judging import _judge_messages, _judge_rows
+from tuneport.evaluation.pricing import judge_cost
 from tuneport.evaluation.responses import _response_text
 from tuneport.evaluation.spec import EvalItem
 from tuneport.evaluation.targets import _cache_key, _Judge, _judge_label
@@ -80,8 +81,9 @@ def _pairwise_results(
                         "details": res.details,
                     })  # fmt: skip
                 summary = summarize_pairwise(results).to_dict()
+                spent = judge_cost(jcfg, [r for (lbl, _, _), r in rows.items() if lbl == label])
                 entries.append({"a": a, "b": b, "grader": g.id, "judge": judge_view, "excluded": excluded,
-                                "summary": summary, "items": item_rows})  # fmt: skip
+                                "summary": summary, "items": item_rows, **spent})  # fmt: skip
                 what = f"{a} vs {b} ({g.id})"
                 if excluded["judge_failed"]:
                     warnings.append(

@@ -8,13 +8,14 @@ runner so the price source can change without touching the run loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from tuneport.evaluation.responses import _checked_usage
 from tuneport.providers.registry import backend_for_endpoint
 
-__all__ = ["endpoint_cost", "money"]
+__all__ = ["endpoint_cost", "judge_cost", "money"]
 
 
 def endpoint_cost(
@@ -63,3 +64,22 @@ def _hourly_cost(hourly: Any, timing: Mapping[str, Any] | None) -> dict[str, Any
 def money(value: Decimal) -> str:
     """A dollar figure as a plain string, to 1e-8 $ (a cheap item costs fractions of a cent)."""
     return str(value.quantize(Decimal("0.00000001")).normalize())
+
+
+def judge_cost(judge: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The tokens a pairwise judge used on one pair (its stored answers ``rows``) and what they cost, priced like
+    any endpoint (``judge``: the judge as the run stored it), so a report's totals include the judge's share.
+    Answers without usage, failed, or with impossible counts are counted as requests but not as tokens."""
+    requests = prompt = completion = priced = 0
+    for row in rows:
+        requests += 1
+        p, c, refused = _checked_usage(row.get("prompt_tokens"), row.get("completion_tokens"))
+        if row.get("error") is None and refused is None and p is not None and c is not None:
+            prompt, completion, priced = prompt + p, completion + c, priced + 1
+    target = {"endpoint_kind": judge.get("endpoint_kind"), "base_url": judge.get("base_url"),
+              "model": judge.get("model"), "hourly_usd": None}  # fmt: skip
+    cost = endpoint_cost(target, priced, prompt, completion, None)
+    per_item = cost.get("per_item")
+    total = None if per_item is None else money(Decimal(per_item) * priced)
+    return {"usage": {"requests": requests, "priced": priced, "prompt_tokens": prompt, "completion_tokens": completion},
+            "cost": {"total": total, "currency": "USD", "inputs": cost.get("inputs") or {}}}  # fmt: skip

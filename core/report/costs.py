@@ -43,6 +43,12 @@ def _usd(value: Decimal | None) -> str:
     return "n/a" if value is None else money(value)
 
 
+def _rate(value: Decimal) -> str:
+    """A price ($/hour, $/1M tokens) with the digits it has, from cents up to six places: $0.096, not $0.10."""
+    places = max(2, min(6, -value.normalize().as_tuple().exponent))  # type: ignore[operator]
+    return money(value, places)
+
+
 def per_item_costs(cost: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> list[float]:
     """What each answered item cost on one endpoint, from the prices its cost figure was computed with.
 
@@ -87,14 +93,14 @@ def _interval(values: Sequence[float]) -> tuple[float, float] | None:
 def _prices_text(inputs: Mapping[str, Any]) -> str:
     p_in, p_out = dec(inputs.get("input_per_1m")), dec(inputs.get("output_per_1m"))
     if p_in is not None and p_out is not None:
-        return f"{_usd(p_in)} input / {_usd(p_out)} output per 1M tokens" + (
+        return f"{_rate(p_in)} input / {_rate(p_out)} output per 1M tokens" + (
             f" ({inputs['model']})" if inputs.get("model") else ""
         )
     hourly = dec(inputs.get("hourly_usd"))
     if hourly is not None:
         wall = dec(inputs.get("wall_s"))
         timed = f" x {float(wall):,.1f} s measured for {inputs.get('requests')} requests" if wall is not None else ""
-        return f"{_usd(hourly)} per hour{timed}"
+        return f"{_rate(hourly)} per hour{timed}"
     return ""
 
 
@@ -196,7 +202,7 @@ def _roi_line(base: Mapping[str, Any], tuned: Mapping[str, Any], job_id: str | N
     p_in = dec(((base_cost or {}).get("inputs") or {}).get("input_per_1m"))
     if p_in is not None:
         monthly_usd: Decimal | None = Decimal(repr(tokens_month)) * p_in / Decimal(1_000_000)
-        priced_at = f"{base['endpoint']}'s input price {money(p_in)} per 1M tokens"
+        priced_at = f"{base['endpoint']}'s input price {_rate(p_in)} per 1M tokens"
         why = ""
     else:
         monthly_usd, priced_at = None, ""

@@ -166,6 +166,34 @@ def test_report_renders_in_chromium_without_errors_and_its_filter_works(
         )
         assert len(images) == 3 and all(ok and src == "data:image/png;base64," for ok, src in images), images
 
+        # The verdict opens the page, above the first table, one line per comparison with both prices.
+        verdict = browser.evaluate(
+            "(() => { const v = document.getElementById('verdict'), t = document.querySelector('table');"
+            " return [v.getBoundingClientRect().top < t.getBoundingClientRect().top, v.offsetParent !== null,"
+            " Array.from(v.querySelectorAll('li')).map(li => li.textContent)]; })()"
+        )
+        assert verdict[0] and verdict[1], verdict
+        assert len(verdict[2]) == 2 and all(t.startswith("tuned beats base on ") and t.endswith(
+            "; $0.12 vs $0.12 per 1,000 items") for t in verdict[2]), verdict[2]  # fmt: skip
+
+        # The cost table: one row per endpoint, money rounded, no JSON; the chart is drawn and shown.
+        cells = browser.evaluate(
+            "Array.from(document.querySelectorAll('#cost-table tbody tr')).map(r => r.cells[2].textContent)"
+        )
+        assert cells == ["$0.12", "$0.12"]
+        costs_text = browser.evaluate(
+            "(() => { let n = document.getElementById('costs'), t = ''; while ((n = n.nextElementSibling) &&"
+            " n.tagName !== 'H2') { t += n.innerText + '\\n'; } return t; })()"
+        )
+        assert "{" not in costs_text and "$1.23" in costs_text and "it cost $" in costs_text
+        chart = browser.evaluate(
+            "(() => { const i = document.querySelector('img[alt^=\"cost per 1,000 items\"]');"
+            " return [i.complete, i.naturalWidth, i.getBoundingClientRect().width]; })()"
+        )
+        assert chart[0] and chart[1] > 300 and chart[2] > 300, chart
+        links = browser.evaluate("Array.from(document.querySelectorAll('#costs ~ table a[href]')).map(a => a.href)")
+        assert "https://openai.com/api/pricing" in links
+
         # The hostile output is text on the page, not markup: no injected element exists, no dialog opened.
         assert browser.evaluate("document.querySelectorAll('script').length") == 1
         assert browser.evaluate("document.querySelectorAll('main img[onerror], main img[src=x]').length") == 0
