@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+import httpx
+
 from tuneport.errors import (
     AuthenticationError,
     DataError,
@@ -247,10 +249,14 @@ class AzureProvider(OpenAIProvider):
         from tuneport.jobs.store import Store
 
         with Store() as store:
-            for row in store.list_endpoints():
-                if row.get("kind") == cls.name and job_id in (row.get("job_id"), (row.get("extra") or {}).get("job")):
-                    return Endpoint(base_url=row["base_url"], model=row["model"], api_key_env=KEY_ENV,
-                                    kind=cls.name, job_id=job_id)  # fmt: skip
+            return cls._deployed_endpoint(store, job_id, fine_tuned_model)
+
+    @classmethod
+    def _deployed_endpoint(cls, store: Any, job_id: str, fine_tuned_model: str) -> Endpoint:
+        for row in store.list_endpoints():
+            if row.get("kind") == cls.name and job_id in (row.get("job_id"), (row.get("extra") or {}).get("job")):
+                return Endpoint(base_url=row["base_url"], model=row["model"], api_key_env=KEY_ENV,
+                                kind=cls.name, job_id=job_id)  # fmt: skip
         raise ProviderError(
             f"job {job_id}'s model {fine_tuned_model} answers only once it is deployed on Azure",
             hint=f"`tuneport jobs deploy {job_id}` deploys it (needs {', '.join(ARM_ENVS)}), or: "
@@ -460,7 +466,9 @@ class AzureProvider(OpenAIProvider):
                 f"job {job.id} has no fine-tuned model yet (status {job.status})",
                 hint=f"`tuneport jobs wait {job.id} --backend azure` waits for it to finish.",
             )
-        return self.finished_job_endpoint(job.id, job.fine_tuned_model)
+        if self.store is None:
+            return self.finished_job_endpoint(job.id, job.fine_tuned_model)
+        return self._deployed_endpoint(self.store, job.id, job.fine_tuned_model)
 
     def _on_succeeded(self, store: Any, row: Any) -> None:
         """A succeeded Azure job answers only once deployed: its endpoint is saved by :meth:`deploy`."""
@@ -474,6 +482,7 @@ class AzureProvider(OpenAIProvider):
     def arm(self) -> HTTPClient:
         if self._arm is None:
             missing = [e for e in ARM_ENVS[:3] if not os.environ.get(e)]
+            self._access_token = self._access_token or os.environ.get(TOKEN_ENV) or None
             if not self._access_token:
                 missing.append(TOKEN_ENV)
             if missing:
@@ -495,8 +504,6 @@ class AzureProvider(OpenAIProvider):
     def deploy(self, job_id: str, *, name: str | None = None, sku: str | None = None, capacity: int = 1) -> dict[str, Any]:
         """Deploy a succeeded job's model (``PUT .../deployments/{name}``) and save its endpoint under the
         fine-tuned model's name. Idempotent: deploying again under the same name updates the deployment."""
-        from tuneport.endpoints.registry import add_endpoint
-
         job = self.get(job_id)
         if job.status != "succeeded" or not job.fine_tuned_model:
             raise ProviderError(f"job {job_id} is {job.status}: it has no fine-tuned model to deploy yet",
@@ -512,9 +519,10 @@ class AzureProvider(OpenAIProvider):
         result = self.arm.request("PUT", f"deployments/{quote(name, safe='')}", json=body, parse=lambda r: r.json())
         store = self.store
         if store is not None:
-            add_endpoint(store, job.fine_tuned_model, base_url=self.deployment_url(name), model=name,
-                         api_key_env=KEY_ENV, kind=self.name,
-                         job_id=job_id if store.get_job(job_id) is not None else None, replace=True)  # fmt: skip
+            store.add_endpoint(job.fine_tuned_model, base_url=self.deployment_url(name), model=name,
+                               api_key_env=KEY_ENV, kind=self.name, replace=True,
+                               job_id=job_id if store.get_job(job_id) is not None else None,
+                               extra={"backend": self.name, "job": job_id, "deployment": name})  # fmt: skip
         return _deployment_view(result)
 
     def list_deployments(self) -> list[dict[str, Any]]:
@@ -526,7 +534,9 @@ class AzureProvider(OpenAIProvider):
             link = page.get("nextLink")
             if not link:
                 break
-            page = self.arm.request("GET", link, parse=lambda r: r.json())
+            url = httpx.URL(link)  # ARM's continuation: the same path with a $skipToken in its query
+            page = self.arm.request("GET", str(url.copy_with(query=None)), params=dict(url.params),
+                                    parse=lambda r: r.json())  # fmt: skip
         return views
 
     def undeploy(self, name: str) -> None:

@@ -246,15 +246,20 @@ class OpenAIProvider(Provider):
         from tuneport.cost.catalog import lookup_model
 
         info = lookup_model(model)
-        prices = info.inference_per_1m if info else {}
-        if not info or "input" not in prices or "output" not in prices:
+        if info is None:
             return None
-        note = (
-            "catalog price of the fine-tuned model" if model.startswith("ft:") else
-            "the catalog lists fine-tuned inference prices; the base model's own price may be lower"
-        )  # fmt: skip
+        tuned = model.startswith("ft:")
+        prices, source = info.inference_per_1m, info.source
+        note = "fine-tuned rates (an ft: model is billed at these, not at its base model's)"
+        if not tuned and "input" in info.base_inference_per_1m and "output" in info.base_inference_per_1m:
+            prices, source = info.base_inference_per_1m, info.base_price_source
+            note = "base model rates (its fine-tunes are billed at the higher fine-tuned rates)"
+        elif not tuned:
+            note = "the catalog has no base price for this model: fine-tuned rates, which overstate a base model"
+        if "input" not in prices or "output" not in prices:
+            return None
         return TokenPrices(model=info.id, input_per_1m=prices["input"], output_per_1m=prices["output"],
-                           source=info.source, as_of=info.as_of, note=note)  # fmt: skip
+                           source=source, as_of=info.as_of, note=note)  # fmt: skip
 
     @classmethod
     def owns_base_url(cls, base_url: str) -> bool:

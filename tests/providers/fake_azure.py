@@ -26,6 +26,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -96,7 +97,7 @@ class FakeAzure:
         self.steps = 3
         self.file_reads_until_processed = 1
         self._ids = itertools.count(1)
-        self._clock = itertools.count(1_780_000_000)
+        self._clock = itertools.count(int(time.time()))  # real seconds: clients compare with their clock
         self._lock = threading.RLock()
         self.transport = httpx.MockTransport(self.handle)
 
