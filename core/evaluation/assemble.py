@@ -10,12 +10,15 @@ from typing import Any
 
 from tuneport.errors import EvaluationError, TuneportError
 from tuneport.evaluation.configure import _make_graders
-from tuneport.evaluation.graders import Grader, paired_grades
+from tuneport.evaluation.graders import Grader
 from tuneport.evaluation.pairwise import _pairwise_results
 from tuneport.evaluation.pricing import endpoint_cost
+from tuneport.evaluation.prompting import reload_train_sample
+from tuneport.evaluation.questions import noninferiority_rows, overfitting_rows, paired_comparison
 from tuneport.evaluation.responses import _checked_usage, _response_text
 from tuneport.evaluation.spec import EvalItem, EvalSpec, load_items
-from tuneport.evaluation.stats import compare_paired, latency_summary
+from tuneport.evaluation.stats import latency_summary
+from tuneport.evaluation.targets import train_label
 from tuneport.jobs.store import Store
 
 
@@ -31,13 +34,18 @@ def load_run(run_id: str, *, store: Store | None = None) -> dict[str, Any]:
             store.close()
 
 
-def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = None) -> dict[str, Any]:
+def _assemble(
+    store: Store, run_id: str, *, items: Sequence[EvalItem] | None = None, train_items: Sequence[EvalItem] | None = None
+) -> dict[str, Any]:
     """The run dict (see :mod:`tuneport.evaluation.runner`) of ``run_id`` as the store holds it now."""
     row = _eval_run_row(store, run_id)
     meta, config = row.get("metadata") or {}, row["config"]
     spec = EvalSpec.model_validate(config["spec"])
     if items is None:
         items = _reread_items(row, spec)
+    prompting = config.get("prompting") or {}
+    if train_items is None:
+        train_items = reload_train_sample(prompting)
     targets = config["targets"]
     labels = [t["name"] for t in targets]
     all_graders = _make_graders(config["graders"])
@@ -56,6 +64,16 @@ def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = N
             t["name"], graders, summary[t["name"]], graded, answers[t["name"]], run_id
         )
     comparisons = _comparisons(labels, graders, graded, warnings)
+    noninferiority = []
+    if spec.baseline is not None and spec.margin is not None:
+        noninferiority = noninferiority_rows(spec.baseline, spec.margin, labels, graded.grades, graded.ok,
+                                             [g.id for g in graders], warnings)  # fmt: skip
+    train_labels = [train_label(t["name"]) for t in targets if t["kind"] == "live"] if train_items else []
+    train_graded = _grade_items(train_items, train_labels, graders, _stored_answers(store, run_id, train_labels))
+    overfitting = overfitting_rows(
+        graded.grades, {label: train_graded.grades[train_label(label)] for label in labels
+                        if train_label(label) in train_graded.grades},
+    )  # fmt: skip
     pairwise, judged_all = _pairwise_results(
         store, run_id, items, labels, graded.items, [g for g in all_graders if g.kind == "pairwise"],
         config.get("judges") or {}, warnings,
@@ -63,7 +81,11 @@ def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = N
     leakage = meta.get("leakage")
     if leakage and leakage.get("leaked"):
         warnings.append(_leakage_warning(leakage))
-    complete = all(all(v) for v in graded.ok.values()) and judged_all
+    complete = all(all(v) for v in (*graded.ok.values(), *train_graded.ok.values())) and judged_all
+    for label, flags in train_graded.ok.items():
+        if not all(flags):
+            warnings.append(f"{label}: {flags.count(False)} of {len(flags)} training-sample items have no answer; "
+                            f"they are left out of the training score. Resume with `tuneport eval --resume {run_id}`.")  # fmt: skip
     return {
         "id": run_id,
         "name": row.get("name"),
@@ -80,6 +102,10 @@ def _assemble(store: Store, run_id: str, *, items: Sequence[EvalItem] | None = N
         "warnings": warnings,
         "notes": [config["grader_note"]] if config.get("grader_note") else [],
         "leakage": leakage,
+        "prompting": prompting or None,
+        "overfitting": overfitting,
+        "noninferiority": noninferiority,
+        "baseline": {"endpoint": spec.baseline, "margin": spec.margin} if spec.baseline else None,
     }
 
 
@@ -202,18 +228,15 @@ def _comparisons(
             for g in graders:
                 ga = [r for r, keep in zip(graded.grades[a][g.id], both, strict=True) if keep]
                 gb = [r for r, keep in zip(graded.grades[b][g.id], both, strict=True) if keep]
-                a_s, b_s, a_p, b_p, dropped = paired_grades(ga, gb)
-                excluded = {"request_errors": n_request_errors, "ungradable": dropped}
-                if not a_s:
+                comparison = paired_comparison(ga, gb)
+                if comparison is None:
                     warnings.append(
                         f"{a} vs {b} ({g.id}): no item has a graded answer from both, so there is nothing to "
                         "compare"
                     )
                     continue
-                comparison = compare_paired(a_s, b_s, a_p, b_p)
-                comparisons.append(
-                    {"a": a, "b": b, "grader": g.id, "excluded": excluded, **comparison.to_dict()}
-                )
+                excluded = {"request_errors": n_request_errors, "ungradable": comparison.pop("_ungradable")}
+                comparisons.append({"a": a, "b": b, "grader": g.id, "excluded": excluded, **comparison})
     return comparisons
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from tuneport.errors import EvaluationError, SpecError
 from tuneport.evaluation.graders import GRADERS, Grader, make_grader
+from tuneport.evaluation.margins import check_margin
 from tuneport.evaluation.spec import EndpointConfig, EvalItem, EvalSpec, load_eval_spec
 
 
@@ -25,12 +26,17 @@ def build_spec(
     concurrency: int | None = None,
     name: str | None = None,
     judges: Sequence[str] = (),
+    train_sample: int | None = None,
+    sample_seed: int | None = None,
+    baseline: str | None = None,
+    margin: float | None = None,
 ) -> EvalSpec:
     """An :class:`~tuneport.evaluation.spec.EvalSpec` from a spec file, a held-out ``.jsonl`` (then ``endpoints`` are
     required) or a spec object, with command-line overrides applied (endpoints given here replace the spec's).
 
     Each of ``judges`` (``--judge ENDPOINT``) adds a pairwise judge grader asking that endpoint to the graders
-    (the spec's, the ones given, or the defaults chosen from the data)."""
+    (the spec's, the ones given, or the defaults chosen from the data). ``train_sample``, ``sample_seed``,
+    ``baseline`` and ``margin`` override the spec's (see :class:`~tuneport.evaluation.spec.EvalSpec`)."""
     if isinstance(source, EvalSpec):
         spec = source
     else:
@@ -70,6 +76,11 @@ def build_spec(
         changes["concurrency"] = concurrency
     if name is not None:
         changes["name"] = name
+    if margin is not None:
+        changes["margin"] = check_margin(margin)
+    for key, value in (("train_sample", train_sample), ("sample_seed", sample_seed), ("baseline", baseline)):
+        if value is not None:
+            changes[key] = value
     if not changes:
         return spec
     try:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,7 @@ from tuneport.evaluation.collect import _collect, _Collected
 from tuneport.evaluation.configure import _grader_configs, _make_graders, build_spec, default_graders
 from tuneport.evaluation.judging import _judge_pairs
 from tuneport.evaluation.lease import run_lease
+from tuneport.evaluation.prompting import draw, reload_train_sample
 from tuneport.evaluation.recording import record_endpoint
 from tuneport.evaluation.spec import EndpointConfig, EvalItem, EvalSpec, load_items
 from tuneport.evaluation.targets import (
@@ -70,6 +72,7 @@ from tuneport.evaluation.targets import (
     _run_fingerprint,
     _Target,
     _targets_from_config,
+    train_label,
 )
 from tuneport.jobs.store import Store
 
@@ -103,6 +106,10 @@ def run_eval(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     progress: Progress | None = None,
+    train_sample: int | None = None,
+    sample_seed: int | None = None,
+    baseline: str | None = None,
+    margin: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate endpoints on a held-out dataset and return the run dict (see the module docstring).
 
@@ -114,20 +121,31 @@ def run_eval(
     ``endpoints`` name what to evaluate). Re-running the same evaluation continues an unfinished run of it;
     ``resume=RUN_ID`` continues that run exactly as it was configured. Raises EvaluationError, SpecError,
     DataError or EndpointError before any request for anything the user has to fix.
+
+    Endpoints with ``shots: K`` get K few-shot examples drawn from the training file (``train``); ``train_sample``
+    also scores that many training items per endpoint (``result["overfitting"]``); ``baseline`` + ``margin``
+    test every other endpoint non-inferior to the baseline (``result["noninferiority"]``). Draws are seeded by
+    ``sample_seed`` (default 0) and recorded in ``result["prompting"]``.
     """
     own = store is None
     store = store or Store()
     try:
         if resume is not None:
             spec_obj, targets, items, sha, stored_judges = _resumed(store, resume, concurrency, hourly, name)
+            prompting = (store.get_eval_run(resume) or {}).get("config", {}).get("prompting") or {}
+            train_items = reload_train_sample(prompting)
         else:
             if spec is None:
                 raise EvaluationError("run_eval needs a spec, a spec file or a dataset")
             spec_obj = build_spec(spec, endpoints=endpoints, graders=graders, params=params, train=train,
-                                  concurrency=concurrency, name=name, judges=judges)  # fmt: skip
-            targets = _resolve_targets(spec_obj, store, hourly)
+                                  concurrency=concurrency, name=name, judges=judges, train_sample=train_sample,
+                                  sample_seed=sample_seed, baseline=baseline, margin=margin)  # fmt: skip
             items, sha = load_items(spec_obj.dataset)
+            drawn = draw(spec_obj, items)
+            spec_obj, train_items, prompting = drawn.spec, drawn.train_items, drawn.record
+            targets = _resolve_targets(spec_obj, store, hourly)
             stored_judges = None
+        _check_baseline(spec_obj, targets)
         grader_configs, note = _grader_configs(spec_obj, items)
         graders_now = _make_graders(grader_configs)  # a bad grader config fails here, before any request
         if stored_judges and set(stored_judges) == {g.id for g in graders_now if g.kind == "pairwise"}:
@@ -139,8 +157,10 @@ def run_eval(
         leakage = _leakage(spec_obj, targets, store)
         config = {"spec": spec_obj.model_dump(mode="json"), "targets": [t.config() for t in targets],
                   "graders": grader_configs, "grader_note": note,
-                  "judges": {gid: j.config() for gid, j in judges_now.items()}}  # fmt: skip
-        fingerprint = _run_fingerprint(sha, targets, "eval")
+                  "judges": {gid: j.config() for gid, j in judges_now.items()},
+                  "prompting": prompting}  # fmt: skip
+        sample = (prompting.get("train_sample") or {}).get("lines")
+        fingerprint = _run_fingerprint(sha, targets, "eval" if not sample else f"eval+train{sample}")
         run_id = resume or _unfinished_run(store, fingerprint)
         existing = run_id is not None
         if run_id is None:
@@ -154,6 +174,12 @@ def run_eval(
                 _continue(store, run_id, config, leakage, name)
             collected = _collect(store, run_id, targets, items, concurrency=spec_obj.concurrency,
                                  use_cache=use_cache, retry=retry, timeout=timeout, progress=progress)  # fmt: skip
+            train_targets = [replace(t, label=train_label(t.label)) for t in targets if t.kind == "live"]
+            if train_items and train_targets:
+                more = _collect(store, run_id, train_targets, train_items, concurrency=spec_obj.concurrency,
+                                use_cache=use_cache, retry=retry, timeout=timeout, progress=progress)  # fmt: skip
+                for part in ("timing", "asked", "cached"):
+                    getattr(collected, part).update(getattr(more, part))
             meta = _record_session(store, run_id, collected, spec_obj.concurrency)
             judged = _judge_pairs(store, run_id, [t.label for t in targets], items, graders_now, judges_now,
                                   concurrency=spec_obj.concurrency, use_cache=use_cache, retry=retry,
@@ -161,7 +187,7 @@ def run_eval(
             if judged:
                 meta["last_session"]["judge"] = judged
                 store.update_eval_run(run_id, metadata=meta)
-            result = _assemble(store, run_id, items=items)
+            result = _assemble(store, run_id, items=items, train_items=train_items)
             store.update_eval_run(
                 run_id, status=result["status"], finished_at=int(time.time()),
                 summary={"summary": result["summary"], "comparisons": result["comparisons"],
@@ -176,6 +202,24 @@ def run_eval(
     finally:
         if own:
             store.close()
+
+
+def _check_baseline(spec: EvalSpec, targets: Sequence[_Target]) -> None:
+    """``--baseline`` names an endpoint of the run, and comes with its ``--margin`` (and the reverse)."""
+    if (spec.baseline is None) != (spec.margin is None):
+        raise EvaluationError(
+            "a non-inferiority test needs both --baseline ENDPOINT and --margin M"
+            + (f" (only --baseline {spec.baseline} was given)" if spec.baseline else f" (only --margin {spec.margin})"),
+            hint="For example --baseline openai-ft --margin 0.05: is each other endpoint at most 5 points worse?",
+        )
+    labels = [t.label for t in targets]
+    if spec.baseline is not None and spec.baseline not in labels:
+        raise EvaluationError(
+            f"--baseline {spec.baseline!r} is not one of the evaluated endpoints ({', '.join(labels)})",
+            hint="Name the baseline as its row is named (an endpoint's `name`, else its reference).",
+        )
+    if spec.baseline is not None and len(labels) < 2:
+        raise EvaluationError("a non-inferiority test needs a candidate besides the baseline: add another -e")
 
 
 def _resumed(

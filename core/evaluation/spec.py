@@ -80,6 +80,9 @@ class EndpointConfig(_Strict):
     few_shot: list[dict[str, Any]] | None = Field(
         None, description="messages inserted after the system message, before each item's prompt"
     )
+    shots: int | None = Field(
+        None, ge=1, description="K few-shot examples drawn (seeded) from the training file, never from eval items"
+    )
     params: SamplingParams | None = Field(None, description="overrides of the run's sampling parameters")
     hourly_usd: Decimal | None = Field(None, ge=0, description="$/hour of a self-hosted endpoint, for cost")
     job_id: str | None = Field(
@@ -113,6 +116,12 @@ class EvalSpec(_Strict):
     train: str | None = Field(None, description="training data to check the eval items against (leakage)")
     name: str | None = None
     concurrency: int = Field(8, ge=1, le=4096)
+    train_sample: int | None = Field(
+        None, ge=1, description="also score this many training items per endpoint (training vs held-out)"
+    )
+    sample_seed: int = Field(0, description="seed of the few-shot draw and the training sample (recorded)")
+    baseline: str | None = Field(None, description="the endpoint candidates are tested non-inferior to")
+    margin: float | None = Field(None, gt=0.0, lt=1.0, description="the non-inferiority margin, in (0, 1)")
 
     def endpoint_configs(self) -> list[EndpointConfig]:
         return [EndpointConfig(endpoint=e) if isinstance(e, str) else e for e in self.endpoints]

@@ -24,6 +24,14 @@ RECORDED_PREFIX = "recorded:"
 
 _RECORDING_RUN = "recording:"
 
+#: The answers of an endpoint to the training sample (``--train-sample``) are stored under ``train:LABEL``.
+TRAIN_PREFIX = "train:"
+
+
+def train_label(label: str) -> str:
+    """The store's endpoint column for ``label``'s answers to the training sample."""
+    return TRAIN_PREFIX + label
+
 
 @dataclass
 class _Target:
