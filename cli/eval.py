@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,7 +36,16 @@ An eval spec (YAML) can give each endpoint its own system prompt:
   # a pairwise LLM judge: asks JUDGE which answer is better, in both orders
   #   graders: [..., {name: pairwise_judge, judge: openai:gpt-4.1}]
 
-Exit status: 0 when every endpoint answered every item, 1 when the run is incomplete (resumable).
+\b
+Prompted baselines, overfitting, non-inferiority:
+  tuneport eval heldout.jsonl -e base --system @sys.txt --few-shot 3 -e my-ft --train-file train.jsonl
+  tuneport eval heldout.jsonl -e base -e my-ft --train-file train.jsonl --train-sample 100
+  tuneport eval heldout.jsonl -e openai-ft -e local-ft --baseline openai-ft --margin 0.05
+  tuneport eval compare RUN_A RUN_B
+(--system and --few-shot apply to the -e they follow.)
+
+Exit status: 0 when every endpoint answered every item and every gate passed; 1 when the run is incomplete
+(resumable); 14 when a gate failed (not shown non-inferior to --baseline by --margin, or under --fail-under).
 """
 
 
@@ -50,7 +60,38 @@ class _EvalGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+_PER_ENDPOINT = {"--system": "system", "--few-shot": "few_shot"}
+
+
 class _RunCommand(click.Command):
+    """``--system`` and ``--few-shot`` apply to the ``-e`` they follow: the tokens are read once, in order, to
+    learn which endpoint each belongs to (click itself keeps each option's values, but not their interleaving)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {o for p in self.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts}
+        per: list[dict[str, str]] = []
+        i = 0
+        while i < len(args):
+            token = args[i]
+            if token == "--":
+                break
+            name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+            if token.startswith("-e") and len(token) > 2 and not token.startswith("--"):
+                name, eq, inline = "-e", "=", token[2:]
+            value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
+            if name in ("-e", "--endpoint"):
+                per.append({})
+            elif name in _PER_ENDPOINT:
+                if not per:
+                    raise click.UsageError(f"{name} applies to the -e ENDPOINT it follows: put it after one")
+                key = _PER_ENDPOINT[name]
+                if key in per[-1]:
+                    raise click.UsageError(f"{name} is given twice for the same -e ENDPOINT")
+                per[-1][key] = value or ""
+            i += 1 if eq or name not in takes_value else 2
+        ctx.meta["tuneport.eval.per_endpoint"] = per
+        return super().parse_args(ctx, args)
+
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         parent = ctx.parent.command_path if ctx.parent else "tuneport eval"
         formatter.write_usage(parent, "[OPTIONS] SPEC_OR_FILE -e ENDPOINT ...")
@@ -118,14 +159,64 @@ def _parse_hourly(values: tuple[str, ...]) -> dict[str, Decimal] | Decimal | Non
     help="Add a pairwise LLM judge (repeat for several): ENDPOINT (a saved name, openai:MODEL or URL#MODEL) is "
     "asked which of two endpoints' answers is better, in both orders; a win counts only when both agree.",
 )
+@click.option(
+    "--system",
+    "systems",
+    multiple=True,
+    metavar="TEXT|@FILE",
+    help="A system prompt for the -e ENDPOINT it follows (replaces the dataset's); @FILE reads it from a file.",
+)
+@click.option(
+    "--few-shot",
+    "few_shots",
+    multiple=True,
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="K examples drawn (seeded) from the training file for the -e ENDPOINT it follows, never eval items.",
+)
+@click.option(
+    "--train-sample",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Also score N training items per endpoint: training vs held-out scores, the gap and an overfitting flag.",
+)
+@click.option(
+    "--sample-seed", type=int, default=None, help="Seed of the few-shot draw and the training sample (default 0)."
+)
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="ENDPOINT",
+    help="Test every other endpoint non-inferior to this one (by its row name); needs --margin.",
+)
+@click.option(
+    "--margin",
+    type=float,
+    default=None,
+    metavar="M",
+    help="Non-inferiority margin in (0, 1): the candidate may be at most M worse (0.05 = 5 points). "
+    "Not shown non-inferior -> exit 14.",
+)
+@click.option(
+    "--fail-under",
+    "fail_under",
+    multiple=True,
+    metavar="[NAME=]SCORE",
+    help="Exit 14 when an endpoint's pass rate (or mean score) on any grader is under SCORE: every endpoint "
+    "but the --baseline, or NAME=SCORE for one (repeat).",
+)
 @click.option("--temperature", type=float, default=None, help="Sampling temperature (default 0).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Longest answer, in tokens.")
 @click.option("--seed", type=int, default=None, help="Sampling seed, where the server supports one.")
 @click.option(
     "--train",
+    "--train-file",
+    "train",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Training data to check the eval items against (leakage warning).",
+    help="Training data: eval items are checked against it (leakage), and --few-shot / --train-sample draw from it "
+    "(default: the spec's `train`).",
 )
 @click.option(
     "--hourly",
@@ -157,6 +248,13 @@ def run(
     concurrency: int | None,
     graders: tuple[str, ...],
     judges: tuple[str, ...],
+    systems: tuple[str, ...],
+    few_shots: tuple[int, ...],
+    train_sample: int | None,
+    sample_seed: int | None,
+    baseline: str | None,
+    margin: float | None,
+    fail_under: tuple[str, ...],
     temperature: float | None,
     max_tokens: int | None,
     seed: int | None,
@@ -183,13 +281,20 @@ def run(
         raise click.UsageError(
             "give an eval spec or a held-out JSONL (with --endpoint ...), or --resume RUN_ID"
         )
+    if margin is not None:
+        from tuneport.evaluation.margins import check_margin
+
+        check_margin(margin)
     grader_configs = [_grader(g) for g in graders] or None
     params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
     progress = None if as_json or not sys.stderr.isatty() else _progress
+    per = click.get_current_context().meta.get("tuneport.eval.per_endpoint") or []
+    gates = _parse_fail_under(fail_under)
     result = run_eval(
-        source, endpoints=endpoints, graders=grader_configs, params=params, train=train, concurrency=concurrency,
-        use_cache=not no_cache, resume=resume, hourly=_parse_hourly(hourly), name=name, timeout=timeout,
-        retry=_retry(retries), progress=progress, judges=judges,
+        source, endpoints=_endpoint_configs(endpoints, per), graders=grader_configs, params=params, train=train,
+        concurrency=concurrency, use_cache=not no_cache, resume=resume, hourly=_parse_hourly(hourly), name=name,
+        timeout=timeout, retry=_retry(retries), progress=progress, judges=judges, train_sample=train_sample,
+        sample_seed=sample_seed, baseline=baseline, margin=margin,
     )  # fmt: skip
     if progress is not None:
         click.echo("", err=True)
@@ -199,6 +304,71 @@ def run(
         _render(result)
     if result["status"] != "complete":
         raise click.exceptions.Exit(1)
+    _gate(result, gates)
+
+
+def _endpoint_configs(endpoints: tuple[str, ...], per: list[dict[str, str]]) -> list[Any]:
+    """The -e references, each with the --system / --few-shot that followed it (a prompted endpoint is named
+    ``REF (prompted: system + K-shot)``)."""
+    from tuneport.evaluation.prompting import prompted_label
+    from tuneport.evaluation.spec import EndpointConfig
+
+    out: list[Any] = []
+    for i, ref in enumerate(endpoints):
+        opts = per[i] if i < len(per) else {}
+        if not opts:
+            out.append(ref)
+            continue
+        system = opts.get("system")
+        if system is not None and system.startswith("@"):
+            path = Path(system[1:])
+            try:
+                system = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="--system") from None
+        shots = int(opts["few_shot"]) if "few_shot" in opts else None
+        name = prompted_label(ref, system is not None, shots)
+        out.append(EndpointConfig(endpoint=ref, name=name, system=system, shots=shots))
+    return out
+
+
+def _parse_fail_under(values: tuple[str, ...]) -> list[tuple[str | None, float]]:
+    gates: list[tuple[str | None, float]] = []
+    for value in values:
+        name, _, score = value.rpartition("=")
+        try:
+            threshold = float(score)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: SCORE must be a number in [0, 1]", param_hint="--fail-under") from None
+        if not 0.0 <= threshold <= 1.0:
+            raise click.BadParameter(f"{value!r}: SCORE must be in [0, 1]", param_hint="--fail-under")
+        gates.append((name or None, threshold))
+    return gates
+
+
+def _gate(result: dict[str, Any], gates: list[tuple[str | None, float]]) -> None:
+    """Raise QualityGateError (exit 14) when a non-inferiority test or a --fail-under threshold fails."""
+    from tuneport.errors import QualityGateError
+    from tuneport.evaluation.verdict import noninferiority_sentence
+
+    failed = [noninferiority_sentence(t) for t in result.get("noninferiority") or [] if not t.get("non_inferior")]
+    baseline = (result.get("baseline") or {}).get("endpoint")
+    labels = [e["name"] for e in result["endpoints"]]
+    for name, threshold in gates:
+        if name is not None and name not in labels:
+            raise click.BadParameter(f"{name!r} is not an evaluated endpoint ({', '.join(labels)})",
+                                     param_hint="--fail-under")  # fmt: skip
+        for label in [name] if name else [x for x in labels if x != baseline]:
+            for gid, g in result["summary"][label]["graders"].items():
+                score = g["accuracy"] if g.get("accuracy") is not None else g.get("mean_score")
+                if score is None or score < threshold:
+                    failed.append(f"{label} scores {'n/a' if score is None else f'{score:.3f}'} on {gid}, under "
+                                  f"--fail-under {threshold:g}")  # fmt: skip
+    if failed:
+        raise QualityGateError(
+            f"quality gate failed ({len(failed)}):\n  " + "\n  ".join(failed),
+            hint="The run is stored; `tuneport report RUN_ID` shows the details. Exit status 14 = a gate failed.",
+        )
 
 
 def _retry(retries: int | None) -> Any:
@@ -228,10 +398,29 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _verdicts(run: dict[str, Any]) -> list[str]:
+    """The sentences the summary opens with: each comparison, non-inferiority test and overfitting check."""
+    from tuneport.evaluation.verdict import comparison_sentence, noninferiority_sentence, overfitting_sentence
+
+    lines = [comparison_sentence(c) for c in run.get("comparisons") or []]
+    lines += [noninferiority_sentence(t) for t in run.get("noninferiority") or [] if t.get("kind")]
+    lines += [overfitting_sentence(g) for g in run.get("overfitting") or []]
+    return lines
+
+
 def _render(run: dict[str, Any]) -> None:
+    for sentence in _verdicts(run):
+        click.echo(sentence)
+    if run.get("comparisons") or run.get("noninferiority") or run.get("overfitting"):
+        click.echo("")
     click.echo(
         f"run {run['id']}  ({run['status']}, {run['dataset']['n_items']} items of {run['dataset']['path']})"
     )
+    prompting = run.get("prompting") or {}
+    if prompting.get("endpoints") or prompting.get("train_sample"):
+        repeated = prompting.get("repeated_eval_items") or 0
+        click.echo(f"drawn from {prompting.get('train')} with seed {prompting.get('seed')}"
+                   + (f" ({repeated} training examples repeat eval items and were never used)" if repeated else ""))  # fmt: skip
     for note in run.get("notes") or []:
         click.echo(f"note: {note}")
     session = run.get("session") or {}
@@ -303,6 +492,28 @@ def _render(run: dict[str, Any]) -> None:
             click.echo(f"    ! {', '.join(extra)}")
     for w in run["warnings"]:
         click.echo(f"warning: {w}", err=True)
+
+
+@eval_.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(run_a: str, run_b: str, as_json: bool) -> None:
+    """Compare two stored runs on the items they share (the drift check): each endpoint of RUN_B against the
+    same-named one of RUN_A (or the only one of each), with the same paired statistics as a run."""
+    from tuneport.evaluation.drift import compare_runs
+    from tuneport.evaluation.verdict import comparison_sentence
+
+    result = compare_runs(run_a, run_b)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    for c in result["comparisons"]:
+        click.echo(comparison_sentence(c))
+    click.echo(f"\n{result['common_items']} common items ({result['only_a']} only in {run_a}, "
+               f"{result['only_b']} only in {run_b})")  # fmt: skip
+    if not result["comparisons"]:
+        click.echo("warning: no endpoint and grader pair could be compared on the common items", err=True)
 
 
 @eval_.command("record", epilog=_EPILOG)
