@@ -43,6 +43,7 @@ __all__ = [
     "InvalidFileError",
     "EvaluationError",
     "ServeError",
+    "QualityGateError",
 ]
 
 
@@ -62,6 +63,7 @@ EXIT_CODES: Mapping[str, int] = {
     "JobFailedError": 11,
     "EvaluationError": 12,
     "ServeError": 13,
+    "QualityGateError": 14,  # `tuneport eval`: not shown non-inferior (--baseline/--margin), or under --fail-under
 }
 
 # -- secrets ---------------------------------------------------------------------------------------------------
@@ -316,6 +318,13 @@ class EvaluationError(TuneportError):
     """An evaluation cannot run or cannot be scored."""
 
     exit_code = EXIT_CODES["EvaluationError"]
+
+
+class QualityGateError(EvaluationError):
+    """An evaluation ran, but a quality gate a CI job set did not pass (``--baseline``/``--margin``,
+    ``--fail-under``)."""
+
+    exit_code = EXIT_CODES["QualityGateError"]
 
 
 class ServeError(TuneportError):
