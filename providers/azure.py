@@ -156,7 +156,16 @@ class AzureProvider(OpenAIProvider):
     # -- what tuneport asks of the backend before and after a job ---------------------------------------------
     @classmethod
     def check_spec(cls, spec: JobSpec) -> list[str]:
-        """Refuses what Azure cannot train (naming what it can); warns of settings Azure ignores."""
+        """What Azure would refuse (as warnings: `spec check` asks every backend) and settings it ignores; a
+        job on Azure is refused for them before any upload (:meth:`refuse`)."""
+        try:
+            return cls.refuse(spec)
+        except SpecError as exc:
+            return [f"{exc.message}" + (f" ({exc.hint})" if exc.hint else "")]
+
+    @classmethod
+    def refuse(cls, spec: JobSpec) -> list[str]:
+        """Raises :class:`SpecError` for what Azure cannot train (naming what it can); returns the warnings."""
         from tuneport.cost.retirements import retired_problem
         from tuneport.spec.mapping import openai_warnings
 
@@ -206,7 +215,11 @@ class AzureProvider(OpenAIProvider):
 
     @classmethod
     def preview(cls, spec: JobSpec, files: Mapping[str, Mapping[str, Any]]) -> SpecPreview:
-        cls.check_spec(spec)
+        title = f"Azure OpenAI: POST {{endpoint}}/openai/fine_tuning/jobs?api-version={_api_version()}"
+        try:
+            cls.refuse(spec)
+        except SpecError as exc:  # a preview says why, it does not fail `spec check` for another backend
+            return SpecPreview(title=title, reason=f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
 
         def file_id(name: str) -> str | None:
             info = files.get(name)
@@ -215,7 +228,6 @@ class AzureProvider(OpenAIProvider):
             return f"<file id of {Path(str(info['value'])).name} after upload>"
 
         body = cls.create_body(spec, file_id("training_file"), file_id("validation_file"))
-        title = f"Azure OpenAI: POST {{endpoint}}/openai/fine_tuning/jobs?api-version={_api_version()}"
         return SpecPreview(title=title, data={"create_body": body}, request=body)
 
     @classmethod
@@ -223,7 +235,7 @@ class AzureProvider(OpenAIProvider):
         """Billed tokens (OpenAI's counting: Azure bills the same tokens) at Azure's price for the training type."""
         from tuneport.data.validate import validate_file
 
-        cls.check_spec(spec)
+        cls.refuse(spec)
         path = spec.training_path
         if path is None:
             return None
@@ -359,7 +371,7 @@ class AzureProvider(OpenAIProvider):
     # -- files ------------------------------------------------------------------------------------------------
     def start(self, spec: JobSpec, *, progress: ProgressCallback | None = None) -> FineTuningJob:
         """Refuse what Azure cannot train before anything is validated, uploaded or paid for."""
-        self.check_spec(spec)
+        self.refuse(spec)
         return super().start(spec, progress=progress)
 
     def upload(
@@ -410,7 +422,7 @@ class AzureProvider(OpenAIProvider):
         client_key: str | None = None,
     ) -> FineTuningJob:
         """Start one job: OpenAI's body plus ``trainingType`` (see :meth:`create_body`), exactly once."""
-        self.check_spec(spec)
+        self.refuse(spec)
         body = self.create_body(spec, training_file, validation_file)
         job = self.create_from_body(body, client_key=client_key, _record=False)
         self._record_job(job, spec=spec)
