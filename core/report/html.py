@@ -18,6 +18,7 @@ from typing import Any
 from tuneport._version import __version__
 from tuneport.report.diff import word_diff
 from tuneport.report.format import as_text, flat_rows, fmt_ci, fmt_num, fmt_pct, fmt_signed, is_link, readable
+from tuneport.report.questions import questions_html
 from tuneport.report.sentences import (
     bootstrap_sentence,
     excluded_sentence,
@@ -490,7 +491,7 @@ def _items(model: Model) -> list[str]:
 def render_html(model: Model, pngs: Pngs) -> str:
     """The whole page. ``pngs`` maps plot keys (``latency``, ``loss:JOB``) to PNG bytes, embedded as data: URIs."""
     parts = [
-        *_head(model), *_verdict(model), *_nav(model), *_warnings_and_endpoints(model), *_scores(model), *_statistics(model),
+        *_head(model), *_verdict(model), *_nav(model), *_warnings_and_endpoints(model), *_scores(model), *questions_html(model), *_statistics(model),
         *_latency(model, pngs), *_costs(model, pngs), *_loss(model, pngs), *_items(model),
         f"<footer>tuneport {esc(__version__)} &middot; run <code>{esc(model['id'])}</code></footer>",
         f"</main><script>{SCRIPT}</script></body></html>",

@@ -22,6 +22,7 @@ from tuneport.report.format import (
     short_value,
 )
 from tuneport.report.model import verdict
+from tuneport.report.questions import questions_markdown
 from tuneport.report.sentences import (
     bootstrap_sentence,
     excluded_sentence,
@@ -335,7 +336,7 @@ def _disagreements(model: Model) -> list[str]:
 def render_markdown(model: Model, plots: Plots) -> str:
     """The report as Markdown; ``plots`` maps a plot key to its PNG file name (relative to the Markdown)."""
     sections = [
-        _title(model), _verdict(model), _header(model), _scores(model), _comparisons(model), _pairwise(model),
+        _title(model), _verdict(model), _header(model), _scores(model), questions_markdown(model), _comparisons(model), _pairwise(model),
         _labels(model), _latency(model, plots), _costs(model, plots), _loss(model, plots), _disagreements(model),
     ]  # fmt: skip
     return "\n".join(line for section in sections for line in section).rstrip() + "\n"

@@ -342,6 +342,7 @@ def build_report_model(
         "pairwise": pairwise,
         "noninferiority": [dict(t) for t in run.get("noninferiority") or [] if isinstance(t, Mapping)],
         "overfitting": [dict(g) for g in run.get("overfitting") or [] if isinstance(g, Mapping)],
+        "prompting": dict(run["prompting"]) if isinstance(run.get("prompting"), Mapping) else None,
         "labels": labels,
         "latency": {ep: (summary.get(ep) or {}).get("latency") for ep in endpoints},
         "latencies": latencies,
