@@ -217,6 +217,36 @@ def stats_cmd(file: str, model: str | None, method: str, n_epochs: int | None, a
         )
 
 
+@data.command("convert")
+@click.argument("src", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--from", "fmt", type=click.Choice(["auto", "prompt-completion", "alpaca", "sharegpt"]),
+              default="auto", show_default=True, help="The input's format (auto: named from the first example).")  # fmt: skip
+@_model_option
+@_json_option
+def convert_cmd(src: str, out: str, fmt: str, model: str | None, as_json: bool) -> None:
+    """Convert IN (prompt/completion, Alpaca or ShareGPT JSONL) to chat JSONL at OUT, then validate OUT.
+
+    Alpaca instruction + input become the user turn; ShareGPT roles (human/gpt/system/function_call/observation)
+    become chat roles, function calls assistant tool_calls answered by tool messages. Lines that cannot be
+    converted are listed with their field, and nothing is written.
+    """
+    from tuneport.data.convert import convert_file
+
+    result = convert_file(src, out, fmt=fmt, model=model)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        how = "detected" if result.detected else "given"
+        click.echo(f"{result.source}: {result.format} ({how}) -> {result.output}: {result.examples:,} chat examples")
+        console = _console()
+        _render_report(console, result.report, limit=LISTED_FINDINGS)
+        if result.report.ok:
+            console.print(f"[green]OK[/green]: {result.report.examples:,} examples, {result.report.warnings:,} warnings")
+    if not result.report.ok:
+        result.report.raise_for_errors()
+
+
 def _add_split_commands() -> None:
     from tuneport.cli.data_split import leakage_cmd, split_cmd
 

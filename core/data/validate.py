@@ -24,6 +24,7 @@ from typing import Any
 from tuneport.cost.catalog import lookup_model
 from tuneport.data.describe import typename
 from tuneport.data.findings import CATEGORIES, Finding, FindingSink, ValidationReport
+from tuneport.data.formats import describe_format, foreign_format
 from tuneport.data.jsonkeys import may_repeat_message_keys, repeated_keys
 from tuneport.data.messages import check_conversation
 from tuneport.data.preference import check_dpo
@@ -142,7 +143,15 @@ class _Validator:
             self.out.add("duplicate_example", line, "", f"the example duplicates line {first}")
 
     def _format_of(self, obj: dict, line: int) -> str | None:
-        """sft or dpo for this example; a format_mismatch finding (and None) when it contradicts the file's."""
+        """sft or dpo for this example; a format_mismatch finding (and None) when it contradicts the file's; a
+        missing_messages_list finding naming the format (and None) when it is Alpaca, ShareGPT or
+        prompt/completion."""
+        foreign = foreign_format(obj)
+        if foreign is not None:
+            self.out.add("missing_messages_list", line, "messages",
+                         f'this example is in the {describe_format(foreign)} format, not chat JSONL (no "messages"): '
+                         f"convert the file with `tuneport data convert FILE OUT --from {foreign}`")  # fmt: skip
+            return None
         looks_dpo = "messages" not in obj and (
             "input" in obj or "preferred_output" in obj or "non_preferred_output" in obj
         )
