@@ -38,7 +38,12 @@ The result of :func:`run_eval` and :func:`load_run` is one plain dict (the contr
                    "excluded": {"no_answer", "judge_failed"}, "summary": PairwiseSummary dict,
                    "items": [{"index", "winner": "a"|"b"|"tie"|None, "error": str|None, "excluded": bool,
                               "orders": [{"order": "a-b"|"b-a", "verdict", "raw"}], "details"}]}],
-     "warnings": [str], "notes": [str], "leakage": LeakageReport dict | None}
+     "warnings": [str], "notes": [str], "leakage": LeakageReport dict | None,
+     "prompting": {"seed", "train", "repeated_eval_items", "endpoints": {label: {"system", "shots", "lines"}},
+                   "train_sample": {"n", "lines", "sha256"}} | None,
+     "overfitting": [{"endpoint", "grader", "kind", "train", "heldout", "gap", "gap_ci", "method", "flag", ...}],
+     "noninferiority": [{"candidate", "baseline", "grader", "excluded", **NonInferiority.to_dict()}],
+     "baseline": {"endpoint", "margin"} | None}
 
 Money is computed as :class:`~decimal.Decimal` and given as a decimal string (``None`` with ``inputs["note"]``
 saying why when there is no price).
