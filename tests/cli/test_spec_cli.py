@@ -123,7 +123,7 @@ def test_missing_spec_file_and_bad_backend(tmp_path: Path, capsys: pytest.Captur
     code, _, err = run_main(["spec", "check", str(tmp_path / "nope.yaml")], capsys)
     assert code == 3 and "spec file not found" in err
     path = write_spec(tmp_path, "model: m\ntraining_file: train.jsonl\n")
-    code, _, _ = run_main(["spec", "check", str(path), "--backend", "azure"], capsys)
+    code, _, _ = run_main(["spec", "check", str(path), "--backend", "no-such-backend"], capsys)
     assert code == 2  # click usage error
 
 

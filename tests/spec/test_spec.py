@@ -189,7 +189,7 @@ RANGES = [
     ("local.lr_scheduler", ["linear", "cosine", "constant"], ["cosin"], "one of linear, cosine"),
     ("local.use_dora", [True, False], ["yes", 0], "true or false"),
     ("local.target_modules", ["all-linear", ["q_proj", "v_proj"]], [[], ["q", "q"], [1]], "module"),
-    ("backend", ["local", "openai"], ["azure"], "one of local, openai"),
+    ("backend", ["local", "openai", "azure", "together"], ["azzure", "acme"], "one of azure, local, openai, together"),
     ("model", ["gpt-4o-mini"], ["", 5, " padded "], ""),
 ]
 
@@ -608,6 +608,6 @@ def test_for_backend_and_yaml_round_trip(tmp_path: Path) -> None:
     spec = JobSpec.from_dict(spec_with(method={"type": "dpo", "hyperparameters": {"beta": 0.5}}, seed=9))
     assert spec.for_backend("openai").backend == "openai"
     with pytest.raises(SpecError):
-        spec.for_backend("azure")
+        spec.for_backend("no-such-backend")
     again = load_spec(write(tmp_path, spec.to_yaml()))
     assert again == spec
