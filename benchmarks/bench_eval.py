@@ -10,6 +10,13 @@ Reported per -j: requests/s of the request phase (first request to last response
 ``run_eval`` call, each against the bound.
 
 Targets (2 cores): >= 90% of the bound at -j 8 and -j 32; >= 1,500 requests/s at -j 128.
+
+Against a peer (``--peer-jobs 32``, on by default where promptfoo is found): the same items (same messages, the
+same exact-match check) go through promptfoo (``npm install -g promptfoo``, or ``--promptfoo PATH`` to a local
+install's ``node_modules/.bin/promptfoo``) against the same endpoint at the same concurrency, ``--no-cache``;
+its requests/s is the items over its own reported evaluation time, and the line printed is tuneport's whole-run
+requests/s (grading, Wilson intervals, latency summary and store writes included) over promptfoo's. Target:
+tuneport >= 2x promptfoo at -j 32. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -67,12 +75,41 @@ def _wait_ready(port: int, deadline: float = 20.0) -> None:
     raise RuntimeError("the benchmark server did not start")
 
 
+def run_promptfoo(binary: str, port: int, items: int, jobs: int, workdir: Path) -> float:
+    """Seconds promptfoo reports for evaluating the same ``items`` at ``-j jobs`` (no cache, no table, no sharing)."""
+    prompt = workdir / "promptfoo_prompt.json"
+    prompt.write_text(json.dumps([{"role": "system", "content": "Answer briefly."},
+                                  {"role": "user", "content": "{{question}}"}]))  # fmt: skip
+    config = workdir / "promptfooconfig.json"
+    config.write_text(json.dumps({
+        "prompts": [f"file://{prompt}"],
+        "providers": [{"id": "openai:chat:bench",
+                       "config": {"apiBaseUrl": f"http://127.0.0.1:{port}/v1", "apiKey": "bench"}}],
+        "tests": [{"vars": {"question": f"Question number {i}: what is {i} plus {i}?"},
+                   "assert": [{"type": "equals", "value": f"answer to {i} plus {i}?"}]} for i in range(items)],
+    }))  # fmt: skip
+    out = workdir / "promptfoo_out.json"
+    env = {**os.environ, "PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1",
+           "PROMPTFOO_CONFIG_DIR": str(workdir / "promptfoo_home"), "PROMPTFOO_DISABLE_SHARING": "1"}  # fmt: skip
+    subprocess.run([binary, "eval", "-c", str(config), "-j", str(jobs), "--no-cache", "--no-progress-bar",
+                    "--no-table", "-o", str(out)], check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=3600)  # fmt: skip
+    stats = json.loads(out.read_text())["results"]["stats"]
+    done = stats["successes"] + stats["failures"]
+    if done != items or stats["errors"]:
+        raise RuntimeError(f"promptfoo answered {done} of {items} items with {stats['errors']} errors")
+    return stats["durationMs"] / 1000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--jobs", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--rounds", type=int, default=3, help="runs per -j; the median is reported")
+    parser.add_argument("--peer-jobs", type=int, nargs="*", default=[32],
+                        help="-j values to also run through promptfoo (none: skip the peer)")  # fmt: skip
+    parser.add_argument("--promptfoo", default=None, help="the promptfoo executable (default: promptfoo on PATH)")
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
@@ -136,6 +173,20 @@ def main() -> int:
                 checks.append((f"-j {j}: whole run >= 90% of the bound", rps_total >= 0.9 * bound))
             if j == 128:
                 checks.append(("-j 128: whole run >= 1,500 requests/s", rps_total >= 1500))
+        promptfoo = args.promptfoo or shutil.which("promptfoo")
+        peers = [j for j in args.peer_jobs if j in args.jobs]
+        if peers and promptfoo is None:
+            print("promptfoo not found (npm install -g promptfoo, or --promptfoo PATH): peer comparison skipped")
+        elif peers:
+            print(f"against promptfoo ({promptfoo}), same {args.items} items, same endpoint, --no-cache:")
+            print(f"{'-j':>5} {'tuneport req/s':>15} {'promptfoo req/s':>16} {'ratio':>7}")
+            for j in peers:
+                tuneport_rps = next(r[3] for r in rows if r[0] == j)
+                peer_rps = args.items / run_promptfoo(promptfoo, port, args.items, j, Path(home))
+                ratio = tuneport_rps / peer_rps
+                print(f"{j:>5} {tuneport_rps:>15.0f} {peer_rps:>16.0f} {ratio:>6.1f}x")
+                if j == 32:
+                    checks.append(("-j 32: tuneport >= 2x promptfoo", ratio >= 2))
         for label, ok in checks:
             print(f"  {'ok  ' if ok else 'MISS'} {label}")
         print("targets met" if all(ok for _, ok in checks) else "TARGETS MISSED")
