@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuneport.data.reader import file_sha256, iter_records
 from tuneport.errors import DataError, SpecError
+from tuneport.spec.parsing import read_yaml
 
 __all__ = [
     "EvalSpec",
@@ -140,15 +141,14 @@ def load_eval_spec(path: str | Path) -> EvalSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the eval spec ({exc.strerror or exc})") from None
-    import yaml
-
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{path}{where}: not valid YAML/JSON: {exc}") from None
+    # bounded like a job spec: invalid YAML, exploding aliases or nesting past the limit are a SpecError naming
+    # the file and line, never a RecursionError or a hang
+    data, node, duplicates = read_yaml(text, str(path), what="eval spec")
+    if duplicates:
+        raise SpecError(
+            f"{path}: the eval spec has duplicate keys:\n  " + "\n  ".join(str(p) for p in duplicates),
+            hint="Keep one of each; YAML would silently keep only the last.",
+        )
     if not isinstance(data, dict):
         raise SpecError(
             f"{path}: an eval spec must be a mapping with dataset, endpoints, ...; got {type(data).__name__}",
