@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tuneport.errors import SpecError
+from tuneport.fixtures.families import FAMILIES, ensure_family, family_dir
 from tuneport.fixtures.tiny_model import TINY_MODEL_NAME, ensure_tiny_model, tiny_model_dir
 
 __all__ = [
@@ -37,6 +39,11 @@ class BuiltInModel:
 
 BUILT_IN_MODELS: dict[str, BuiltInModel] = {
     TINY_MODEL_NAME: BuiltInModel(folder=tiny_model_dir, ensure=ensure_tiny_model),
+    # The tiny random models of the fine-tuned families (tiny-llama3, tiny-qwen2, ...), each in its own format.
+    **{
+        name: BuiltInModel(folder=partial(family_dir, name), ensure=partial(ensure_family, name))
+        for name in FAMILIES
+    },
 }
 
 _FOLDER_HINT = "Point `model` at the folder that holds config.json, the weights and the tokenizer."

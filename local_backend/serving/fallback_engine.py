@@ -17,6 +17,7 @@ from typing import Any
 
 from tuneport.local_backend.protocol import ApiError
 from tuneport.local_backend.serving.adapters import AdapterError, AdapterSpec
+from tuneport.local_backend.training.stop_tokens import turn_end_ids
 
 __all__ = ["TransformersEngine", "stop_index", "model_not_found"]
 
@@ -87,6 +88,7 @@ class TransformersEngine:
                 ids.update(int(v) for v in value)
         if self.tokenizer.eos_token_id is not None:
             ids.add(int(self.tokenizer.eos_token_id))
+        ids.update(turn_end_ids(self.tokenizer))  # where the template ends a turn, when that is not the eos
         return sorted(ids)
 
     # -- adapters ---------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ __all__ = ["VLLMServer"]
 
 _LOG_KEEP = 20
 _MODEL_LINK = "./model"
+_GENERATION_DIR = "generation"
 # What vLLM's three processes take besides the weights (measured ~2 GB RSS for the tiny model on CPU).
 _CPU_OVERHEAD = int(2.5 * 2**30)
 
@@ -148,6 +149,7 @@ class VLLMServer:
         self.started_in: float | None = None
         # Adapters loaded since the last (re)start, unloaded ones included (they keep their slot): the guard's count.
         self.loads_since_start = len(self.adapters)
+        self._generation_dir: str | None = None  # a completed generation config in the scratch folder, if needed
         self._links: dict[str, int] = {}  # adapter name -> its link's number under ./lora in the scratch folder
         self._link_count = 0
 
@@ -218,6 +220,8 @@ class VLLMServer:
         for flag, value in defaults:
             if not flag_given(self.extra_args, flag):
                 args += [flag] if value is None else [flag, value]
+        if self._generation_dir is not None and not flag_given(self.extra_args, "--generation-config"):
+            args += ["--generation-config", self._generation_dir]
         if self.adapters:
             args += ["--lora-modules", *(f"{a.name}={self._link(a)}" for a in self.adapters.values())]
         args += self.extra_args
@@ -237,6 +241,30 @@ class VLLMServer:
         (self.scratch.path / "lora").mkdir(exist_ok=True)
         for spec in self.adapters.values():
             self._link_adapter(spec)
+        self._write_stops()
+
+    def _write_stops(self) -> None:
+        """Make vLLM stop where the chat template ends a turn, also when the base's generation config says only eos.
+
+        vLLM stops at the ``eos_token_id`` s of ``generation_config.json``; a base whose config names only the
+        tokenizer's eos (Gemma's ``<eos>``, not ``<end_of_turn>``) would let every answer run to ``max_tokens``.
+        The completed config goes into the scratch folder and vLLM reads it with ``--generation-config``.
+        """
+        from transformers import AutoTokenizer
+
+        from tuneport.local_backend.training.stop_tokens import write_generation_stops
+
+        assert self.scratch is not None
+        self._generation_dir = None
+        tokenizer = AutoTokenizer.from_pretrained(str(self.base_path))
+        folder = self.scratch.path / _GENERATION_DIR
+        added = write_generation_stops(self.base_path, tokenizer, into=folder)
+        if added:
+            self._generation_dir = f"./{_GENERATION_DIR}"
+            self._log(
+                f"stopping at {', '.join(tokenizer.convert_ids_to_tokens(added))} too (the chat template ends turns "
+                "with it; the model's generation_config.json does not list it)"
+            )
 
     def _link_adapter(self, spec: AdapterSpec) -> str:
         assert self.scratch is not None

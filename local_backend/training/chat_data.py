@@ -75,6 +75,7 @@ class LoadedData:
     examples: list[Any]
     skipped_lines: list[int] = field(default_factory=list)
     truncated_lines: list[int] = field(default_factory=list)
+    system_lines: list[int] = field(default_factory=list)  # lines with a system message (some formats have none)
 
     @property
     def n_tokens(self) -> int:
@@ -151,19 +152,22 @@ def _assistant_spans(
     """Character spans of the trained assistant messages in ``full_text``; None if the template is not prefix-stable.
 
     Prefix-stable means rendering the first ``k`` messages yields a prefix of rendering all of them, which holds
-    for nearly every template (ones that rewrite earlier turns depending on later ones are the exception).
+    for nearly every template (ones that rewrite earlier turns depending on later ones are the exception). A
+    trailer the template writes once at the end of a whole conversation (Phi-3 ends one with the eos token) is
+    not part of the prefix: a rendering that is a prefix of the full one plus that same ending still counts.
     """
+    trailer = _conversation_trailer(tokenizer, messages, tools, full_text)
     spans: list[tuple[int, int]] = []
     for i, message in enumerate(messages):
         if message.get("role") != "assistant" or not trained[i]:
             continue
-        through = _render_text(tokenizer, messages[: i + 1], tools, False)
+        through = _without_trailer(_render_text(tokenizer, messages[: i + 1], tools, False), trailer, i, messages)
         if not full_text.startswith(through):
             return None
         if i == 0:
             start = 0
         else:
-            before = _render_text(tokenizer, messages[:i], tools, False)
+            before = _without_trailer(_render_text(tokenizer, messages[:i], tools, False), trailer, -1, messages)
             with_prompt = _render_text(tokenizer, messages[:i], tools, True)
             if not through.startswith(before):
                 return None
@@ -173,6 +177,35 @@ def _assistant_spans(
             start = max(len(before), _common_prefix_len(with_prompt, through))
         spans.append((start, len(through)))
     return spans
+
+
+def _conversation_trailer(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, full_text: str) -> str:
+    """What the template appends after a finished conversation only (``""`` for most templates).
+
+    Found as the part of the one-message-shorter rendering that is not a prefix of ``full_text`` when that part
+    ends ``full_text`` too; anything else (a template that really rewrites earlier turns) is not a trailer.
+    """
+    if len(messages) < 2:
+        return ""
+    shorter = _render_text(tokenizer, messages[:-1], tools, False)
+    cut = _common_prefix_len(shorter, full_text)
+    if cut == len(shorter):
+        return ""
+    # Snap back to the start of the token the texts part in ("<|endoftext|>" and "<|assistant|>" share "<|").
+    _, offsets = _offsets(tokenizer, shorter)
+    for s, e in offsets or ():
+        if s <= cut < e:
+            cut = s
+            break
+    tail = shorter[cut:]
+    return tail if full_text.endswith(tail) and len(tail) < len(full_text) else ""
+
+
+def _without_trailer(text: str, trailer: str, i: int, messages: list[dict[str, Any]]) -> str:
+    """``text`` (a rendering of a prefix of the conversation) less the conversation trailer, unless it is the last."""
+    if trailer and i != len(messages) - 1 and text.endswith(trailer):
+        return text[: -len(trailer)]
+    return text
 
 
 def _offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]] | None]:
@@ -328,6 +361,8 @@ def load_sft_examples(path: str | Path, tokenizer: Any, max_seq_length: int) -> 
         if not isinstance(obj, dict):
             raise _bad(path, line, "each line must be a JSON object with `messages`")
         messages = _check_messages(path, line, obj.get("messages"), "messages")
+        if any(m.get("role") == "system" for m in messages):
+            data.system_lines.append(line)
         example = _render_checked(
             tokenizer, path, line, messages=messages, tools=_tools_of(obj), max_seq_length=max_seq_length
         )
@@ -365,6 +400,8 @@ def load_preference_examples(path: str | Path, tokenizer: Any, max_seq_length: i
                 "each line must be an object with `input`, `preferred_output`, `non_preferred_output`",
             )
         prompt = _check_messages(path, line, obj["input"].get("messages"), "input.messages")
+        if any(m.get("role") == "system" for m in prompt):
+            data.system_lines.append(line)
         tools = _tools_of(obj["input"])
         pair = []
         for key in ("preferred_output", "non_preferred_output"):

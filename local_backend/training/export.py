@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tuneport.local_backend.training.stop_tokens import write_generation_stops
 from tuneport.local_backend.training.train_config import VLLM_LORA_RANKS
 
 __all__ = [
@@ -87,3 +88,5 @@ def _save_plain(model: Any, tokenizer: Any, out: Path) -> None:
     model.config.use_cache = True
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
+    # Stop where the chat template ends a turn, not only at the tokenizer's eos (see stop_tokens).
+    write_generation_stops(out, tokenizer)

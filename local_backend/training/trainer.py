@@ -194,6 +194,7 @@ def _train(config: TrainConfig, run: RunState, device: str, threads: int, resume
 def _load_data(config: TrainConfig, tokenizer: Any, run: RunState) -> tuple[Any, Any]:
     """The rendered training and validation examples, with a warning for every cut or skipped line."""
     from tuneport.local_backend.training.chat_data import load_preference_examples, load_sft_examples
+    from tuneport.local_backend.training.stop_tokens import system_role_note
 
     loader = load_preference_examples if config.method == "dpo" else load_sft_examples
     train_data = loader(config.training_file, tokenizer, config.max_seq_length)
@@ -216,6 +217,10 @@ def _load_data(config: TrainConfig, tokenizer: Any, run: RunState) -> tuple[Any,
                 f"(lines {_lines(data.skipped_lines)})",
                 level="warn",
             )
+    with_system = train_data.system_lines + (val_data.system_lines if val_data else [])
+    note = system_role_note(tokenizer) if with_system else None
+    if note:
+        run.emit(f"{len(with_system)} example(s) have a system message and {note}")
     run.emit(
         f"Loaded {len(train_data.examples)} training example(s) ({train_data.n_tokens} tokens)"
         + (f" and {len(val_data.examples)} validation example(s)" if val_data else "")
