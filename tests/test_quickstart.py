@@ -41,7 +41,7 @@ def test_quickstart_runs_the_whole_loop_and_the_adapter_beats_the_base(tmp_path:
     # The report opens with the verdict, and prices both self-hosted endpoints at this machine's $/hour.
     md = Path(result["report"]["md"]).read_text("utf-8")
     assert md.split("\n## ")[1].startswith("Verdict")
-    verdict = next(line for line in md.splitlines() if line.startswith("- ") and "on json\\_match:" in line)
+    verdict = next(line for line in md.splitlines() if line.startswith("- support-ft ") and " tiny-chat on json\\_match:" in line)
     assert verdict.startswith("- support-ft beats tiny-chat on json\\_match: +"), verdict
     assert verdict.count("$") == 2 and "n/a per 1,000" not in verdict, verdict
     assert 'id="verdict"' in html and html.index('id="verdict"') < html.index('id="scores"')
