@@ -1,10 +1,12 @@
-"""Model resolution: a spec's ``model`` (a built-in name or a local folder) -> the folder the local backend loads.
+"""Model resolution: a spec's ``model`` (built-in name, local folder, Hub id) -> the folder the local backend loads.
 
 Why it lives here and not with the fixtures: training, serving and the job watcher all turn a model name into a
 folder at run time, while ``tuneport.fixtures.tiny_model`` only holds the recipe that builds ``tiny-chat``. The
-order is: built-in names (built on first use), then local folders with a ``config.json``; anything else is an
-error that says what to do. Nothing is downloaded: a machine may be offline, and a silent multi-GB download is
-not what a spec should trigger. Another kind of name (a Hub id, say) slots in before the final error.
+order is: built-in names (built on first use), then local folders with a ``config.json``, then Hugging Face Hub
+ids (``org/name`` or ``org/name@revision``: the cached snapshot, or a download with progress on stderr; offline
+and not cached is an error naming the fetch command, see :mod:`tuneport.models.hub`); anything else is an error
+that says what to do. :func:`resolve_model_source` also says where the folder came from (the commit sha of a Hub
+model), for the job's provenance.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from tuneport.errors import SpecError
 from tuneport.fixtures.families import FAMILIES, ensure_family, family_dir
 from tuneport.fixtures.tiny_model import TINY_MODEL_NAME, ensure_tiny_model, tiny_model_dir
+from tuneport.models.hub import fetch_hub_model, parse_hub_id
 
 __all__ = [
     "BUILT_IN_MODELS",
     "TINY_MODEL_NAME",
     "BuiltInModel",
+    "ResolvedModel",
     "is_built_in",
     "model_folder",
     "resolve_model",
+    "resolve_model_source",
 ]
 
 
@@ -55,18 +61,37 @@ def is_built_in(name: str | os.PathLike[str]) -> bool:
     return os.fspath(name) in BUILT_IN_MODELS
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A resolved ``model``: the folder, and what it is (``built_in``, ``folder`` or ``hub`` with its commit)."""
+
+    path: Path
+    kind: str
+    provenance: dict[str, Any]
+
+
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     """Turn a spec's ``model`` into a local model folder (absolute), or raise :class:`SpecError` saying why not.
 
-    A built-in name is built on first use; an existing folder with a ``config.json`` is used as it is.
+    A built-in name is built on first use; an existing folder with a ``config.json`` is used as it is; a Hub id
+    comes from the cache or is downloaded into it.
     """
+    return resolve_model_source(name_or_path).path
+
+
+def resolve_model_source(name_or_path: str | os.PathLike[str]) -> ResolvedModel:
+    """:func:`resolve_model`, with where the folder came from (for provenance: the Hub commit sha)."""
     text = os.fspath(name_or_path)
     built_in = BUILT_IN_MODELS.get(text)
     if built_in is not None:
-        return built_in.ensure()
+        return ResolvedModel(built_in.ensure(), "built_in", {"source": "built_in", "name": text})
     folder = _local_folder(text)
     if folder is not None:
-        return folder
+        return ResolvedModel(folder, "folder", {"source": "folder", "path": str(folder)})
+    ref = parse_hub_id(text)
+    if ref is not None and not text.startswith(_OPENAI_PREFIXES):
+        hub = fetch_hub_model(ref)
+        return ResolvedModel(hub.path, "hub", hub.provenance())
     raise _unknown_model(text)
 
 
@@ -105,7 +130,8 @@ def _unknown_model(text: str) -> SpecError:
     if text.startswith(_OPENAI_PREFIXES):
         hint = f"{text!r} is an OpenAI model: train it with --backend openai. " + hint
     return SpecError(
-        f"model {text!r} is not a local folder and not a built-in model (built-in: {built_in}); "
-        "the local backend does not download from the Hugging Face Hub (hub downloads are not available offline)",
+        f"model {text!r} is not a local folder and not a built-in model (built-in: {built_in}), and not a "
+        "Hugging Face Hub id (ORG/NAME or ORG/NAME@REVISION) either, so there is nothing to download; "
+        "hub downloads are not available offline anyway",
         hint=hint,
     )

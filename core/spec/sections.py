@@ -187,6 +187,16 @@ class LocalSettings(SpecModel):
     save_steps: Annotated[int | None, integer(1, 1_000_000, nullable=True)] = None
     output_dir: Annotated[str | None, text(nullable=True)] = None
     device: Annotated[Literal["auto", "cpu", "cuda"], choice(DEVICES)] = "auto"
+    trust_remote_code: Annotated[bool, boolean()] = False
+
+    @model_serializer(mode="wrap")
+    def _drop_off_opt_ins(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An opt-in added after specs were first hashed is left out while off, so that the hash (and the seed
+        # derived from it) of every spec written before it stays the same.
+        data = handler(self)
+        if not data.get("trust_remote_code"):
+            data.pop("trust_remote_code", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
