@@ -30,6 +30,7 @@ _COMMANDS: dict[str, str] = {
     "eval": "tuneport.cli.eval:eval_",
     "report": "tuneport.cli.report:report",
     "quickstart": "tuneport.cli.quickstart:quickstart",
+    "export": "tuneport.cli.export:export",
 }
 
 
