@@ -246,8 +246,9 @@ def list_cmd(backend: str, limit: int, after: str | None, as_json: bool) -> None
         with get_backend(backend) as provider:
             page = provider.list(after=after, limit=limit)
         rows, has_more = [(backend, job) for job in page.data], page.has_more
+    shutdowns = {(name, job.model): _shutdown(name, job) for name, job in rows}
     if as_json:
-        data = [{**job.to_api(), "backend": name} for name, job in rows]
+        data = [{**job.to_api(), "backend": name, "shutdown": shutdowns[(name, job.model)]} for name, job in rows]
         _echo_json({"object": "list", "data": data, "has_more": has_more})
         return
     from rich.markup import escape
@@ -262,16 +263,38 @@ def list_cmd(backend: str, limit: int, after: str | None, as_json: bool) -> None
         table.add_column(name, no_wrap=True)
     for name in ("model", "created", "fine_tuned_model / error"):
         table.add_column(name, overflow="fold")  # narrow terminals wrap these; nothing is cut off
+    dated = any(shutdowns.values())
+    if dated:
+        table.add_column("shuts down (days left)", no_wrap=True)
     for name, job in rows:
         detail = job.fine_tuned_model or (f"[{job.error.code}] {job.error.message[:60]}" if job.error else "")
         status = job.status + (
             " (interrupted)" if (getattr(job, "local", None) or {}).get("interrupted") else ""
         )
         model = job.model.rstrip("/").rsplit("/", 1)[-1]  # a model folder: its name is enough here
-        table.add_row(job.id, name, status, escape(model), _when(job.created_at), escape(detail))
+        cells = [job.id, name, status, escape(model), _when(job.created_at), escape(detail)]
+        if dated:
+            when = shutdowns[(name, job.model)]
+            cells.append(f"{when['date']} ({when['days_left']})" if when else "")
+        table.add_row(*cells)
     _console().print(table)
+    sources = {(w["source"], w["as_of"]) for w in shutdowns.values() if w}
+    for source, as_of in sorted(sources):
+        click.echo(f"shutdown dates: {source}, as of {as_of}", err=True)
     if has_more:
         click.echo(f"more: tuneport jobs list --after {rows[-1][1].id}")
+
+
+def _shutdown(backend: str, job: Any) -> dict[str, Any] | None:
+    """When a hosted job's model (and with it the job's fine-tune) stops answering, from the backend's catalog;
+    None when the catalog has no date for it (local jobs, open models)."""
+    from tuneport.cost.retirements import shutdown_of
+
+    deadline = shutdown_of(job.model, backend) if job.model else None
+    if deadline is None:
+        return None
+    return {"date": deadline.date.isoformat(), "days_left": deadline.days_left(), "source": deadline.source,
+            "as_of": deadline.as_of}  # fmt: skip
 
 
 @jobs.command("show")
@@ -280,8 +303,12 @@ def list_cmd(backend: str, limit: int, after: str | None, as_json: bool) -> None
 @_json_option
 def show_cmd(job_id: str, backend: str | None, as_json: bool) -> None:
     """A job's state; --json includes where a local job's adapter and checkpoints are."""
+    from tuneport.cost.retirements import warn_if_retiring
+
     with provider_for_job(job_id, backend) as provider:
-        print_job(provider.get(job_id), as_json=as_json)
+        job = provider.get(job_id)
+        warn_if_retiring(job.model, type(provider))
+        print_job(job, as_json=as_json)
 
 
 @jobs.command("events")
@@ -359,6 +386,87 @@ def download_cmd(job_id: str, backend: str | None, output: str | None, as_json: 
         _echo_json({"id": job_id, "adapter": str(path)})
         return
     click.echo(str(path))
+
+
+@jobs.command("deploy")
+@click.argument("job_id")
+@_backend_option
+@click.option("--name", default=None, help="The deployment's name (default: the job id, made legal).")
+@_json_option
+def deploy_cmd(job_id: str, backend: str | None, name: str | None, as_json: bool) -> None:
+    """Deploy a succeeded job's model where its backend needs that before it answers (Azure OpenAI), and save
+    its endpoint under the fine-tuned model's name."""
+    with provider_for_job(job_id, backend) as provider:
+        view = provider.deploy(job_id, name=name)
+    if as_json:
+        _echo_json(view)
+        return
+    click.echo(f"deployed {view['model']} as {view['name']} ({view['sku']}, state {view['state']})")
+    click.echo(f"endpoint saved as {view['model']}: `tuneport chat {view['model']}` talks to it; "
+               f"`tuneport jobs undeploy {view['name']}` stops its hosting fee", err=True)  # fmt: skip
+
+
+def _deployments_backend(backend: str | None) -> str:
+    """The backend whose deployments to show: ``--backend``, else the only one that has deployments."""
+    if backend is not None:
+        return backend
+    from tuneport.providers.base import Provider
+    from tuneport.providers.registry import provider_class, provider_names
+
+    names = []
+    for name in provider_names():
+        try:
+            if provider_class(name).deploy is not Provider.deploy:
+                names.append(name)
+        except ProviderError:  # a plugin that cannot load here
+            continue
+    if len(names) != 1:
+        raise ProviderError(
+            "say which backend's deployments: " + (", ".join(names) or "no backend has deployments"),
+            hint="Add --backend NAME.",
+        )
+    return names[0]
+
+
+@jobs.command("deployments")
+@click.option("--backend", type=BackendChoice(), default=None,
+              help="The backend (default: the one backend that deploys models, Azure OpenAI).")  # fmt: skip
+@_json_option
+def deployments_cmd(backend: str | None, as_json: bool) -> None:
+    """Every deployment of the backend's resource (each one may cost an hourly hosting fee)."""
+    with get_backend(_deployments_backend(backend)) as provider:
+        views = provider.list_deployments()
+    if as_json:
+        _echo_json({"object": "list", "data": views})
+        return
+    if not views:
+        click.echo("no deployments: `tuneport jobs deploy JOB_ID` deploys a succeeded job's model")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for col in ("name", "model", "sku", "capacity", "state"):
+        table.add_column(col, overflow="fold")
+    for view in views:
+        table.add_row(*(escape(str(view.get(col) if view.get(col) is not None else "")) for col in
+                        ("name", "model", "sku", "capacity", "state")))  # fmt: skip
+    _console().print(table)
+
+
+@jobs.command("undeploy")
+@click.argument("name")
+@click.option("--backend", type=BackendChoice(), default=None,
+              help="The backend (default: the one backend that deploys models, Azure OpenAI).")  # fmt: skip
+@_json_option
+def undeploy_cmd(name: str, backend: str | None, as_json: bool) -> None:
+    """Delete deployment NAME (its hosting stops being billed) and forget its saved endpoint."""
+    with get_backend(_deployments_backend(backend)) as provider:
+        provider.undeploy(name)
+    if as_json:
+        _echo_json({"name": name, "deleted": True})
+        return
+    click.echo(f"deleted deployment {name}")
 
 
 def _control(action: str, job_id: str, backend: str | None, wait: bool, as_json: bool) -> None:

@@ -40,9 +40,11 @@ from urllib.parse import quote
 import httpx
 
 from tuneport.errors import (
+    APIStatusError,
     AuthenticationError,
     DataError,
     InvalidFileError,
+    NotSupportedError,
     ProviderError,
     SpecError,
     WaitTimeoutError,
@@ -411,6 +413,20 @@ class AzureProvider(OpenAIProvider):
             self._sleep(self.poll_interval)
             file = self.get_file(file.id)
         return file
+
+    def file_content(self, file_id: str) -> bytes:
+        """``GET /openai/files/{id}/content``; Azure hands out result files only, so a training file it refuses
+        is a NotSupportedError saying how to give ``tuneport import`` the local copy instead."""
+        try:
+            return super().file_content(file_id)
+        except APIStatusError as exc:
+            if exc.status_code not in (400, 403, 405):
+                raise
+            raise NotSupportedError(
+                f"Azure OpenAI does not hand out the content of {file_id} ({exc.message})",
+                hint="Give the copy you uploaded: `tuneport import azure JOB_ID --training-file PATH` "
+                "(and --validation-file PATH); it is checked against the size Azure holds.",
+            ) from exc
 
     # -- jobs -------------------------------------------------------------------------------------------------
     def create(

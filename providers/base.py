@@ -229,6 +229,52 @@ class Provider(ABC):
             hint="Serve a local job's adapter by its id, or an adapter folder by its path.",
         )
 
+    # -- moving a job elsewhere (``tuneport import BACKEND JOB_ID``) --------------------------------------------
+    def file_content(self, file_id: str) -> bytes:
+        """The bytes of an uploaded file (a job's training or validation file), as the backend keeps them."""
+        raise NotSupportedError(
+            f"the {self.name} backend does not hand out the files its jobs were trained on",
+            hint="Import a job from a hosted backend (openai, azure, together).",
+        )
+
+    def job_spec_fields(self, job: FineTuningJob) -> dict[str, Any]:
+        """The spec fields ``job`` was created with, as far as the backend tells: ``method`` (type and
+        hyperparameters), ``suffix``, ``seed``, ``metadata`` and, where the backend reports them, ``local``
+        settings it honoured (an absolute learning rate, LoRA rank). OpenAI's job object is every backend's, so
+        the default reads it; a backend whose jobs carry more overrides it."""
+        method = dict(job.method or {})
+        kind = method.get("type") or "supervised"
+        section = method.get(kind) or {}
+        hyper = dict((section.get("hyperparameters") if isinstance(section, dict) else None) or {})
+        if not hyper and job.hyperparameters:  # jobs created with the deprecated top-level hyperparameters
+            hyper = dict(job.hyperparameters)
+        suffix = getattr(job, "user_provided_suffix", None) or getattr(job, "suffix", None)
+        return {
+            "method": {"type": kind, kind: {"hyperparameters": {k: v for k, v in hyper.items() if v is not None}}},
+            "suffix": suffix if isinstance(suffix, str) and suffix else None,
+            "seed": job.seed,
+            "metadata": dict(job.metadata or {}),
+            "integrations": bool(job.integrations),
+            "local": {},
+        }
+
+    # -- the deployment step (Azure: a fine-tuned model answers only once deployed) ----------------------------
+    def deploy(self, job_id: str, *, name: str | None = None) -> dict[str, Any]:
+        """Make a succeeded job's model answer (``tuneport jobs deploy``) and save its endpoint; returns the
+        deployment (``name``, ``model``, ``sku``, ``capacity``, ``state``)."""
+        raise NotSupportedError(
+            f"the {self.name} backend needs no deployment: a finished job's model answers as it is",
+            hint="A succeeded job's model is saved as an endpoint by itself: `tuneport endpoints list` shows it.",
+        )
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        """Every deployment the backend holds (``tuneport jobs deployments``)."""
+        raise NotSupportedError(f"the {self.name} backend has no deployments to list")
+
+    def undeploy(self, name: str) -> None:
+        """Delete deployment ``name`` (``tuneport jobs undeploy``) and forget its saved endpoint."""
+        raise NotSupportedError(f"the {self.name} backend has no deployments to delete")
+
     # -- what the rest of tuneport asks of a backend, without a job -------------------------------------------
     @classmethod
     def check_spec(cls, spec: JobSpec) -> list[str]:

@@ -213,10 +213,22 @@ class OpenAIProvider(Provider):
         return SpecPreview(title="OpenAI: POST /v1/fine_tuning/jobs", data={"create_body": body}, request=body)
 
     @classmethod
+    def refuse_retired(cls, spec: JobSpec) -> None:
+        """A SpecError, before anything is validated, uploaded or paid for, when the spec's model is past a
+        deadline in this backend's catalog (shut down, or no new fine-tuning jobs any more)."""
+        from tuneport.cost.retirements import retired_problem
+
+        problem = retired_problem(spec.model, cls.name, label=cls.label)
+        if problem:
+            raise SpecError(problem, hint="Train it with --backend together or --backend local "
+                            "(`tuneport cost catalog` lists what each backend still trains).")  # fmt: skip
+
+    @classmethod
     def estimate(cls, spec: JobSpec) -> LaunchEstimate | None:
         """Billed tokens and price of the training file (None when the file is already an OpenAI file id)."""
         from tuneport.data.validate import validate_file
 
+        cls.refuse_retired(spec)
         path = spec.training_path
         if path is None:
             return None
@@ -387,11 +399,26 @@ class OpenAIProvider(Provider):
             "GET", f"files/{file_id}", parse=lambda r: FileObject.model_validate(r.json())
         )
 
+    def file_content(self, file_id: str) -> bytes:
+        """``GET /files/{id}/content``: the bytes as uploaded (``tuneport import`` downloads a job's data)."""
+        return self.http.request("GET", f"files/{file_id}/content", parse=lambda r: r.content)
+
+    def job_spec_fields(self, job: FineTuningJob) -> dict[str, Any]:
+        """Provider's reading, plus the suffix from the model id (``ft:BASE:ORG:SUFFIX:ID``) when the API sent
+        none, and without tuneport's client key."""
+        fields = super().job_spec_fields(job)
+        parts = (job.fine_tuned_model or "").split(":")
+        if not fields["suffix"] and len(parts) == 5 and parts[0] == "ft" and parts[3]:
+            fields["suffix"] = parts[3]
+        fields["metadata"].pop(CLIENT_KEY_FIELD, None)
+        return fields
+
     def start(self, spec: JobSpec, *, progress: ProgressCallback | None = None) -> FineTuningJob:
         """Validate the spec's local files before anything is uploaded: no paid job starts on data that fails
         validation (OpenAI would bill nothing but reject it later, after the upload and the queue)."""
         from tuneport.data.validate import MIN_EXAMPLES, validate_file
 
+        self.refuse_retired(spec)
         method = "dpo" if spec.method.type == "dpo" else "sft"
         for path, min_examples in ((spec.training_path, MIN_EXAMPLES), (spec.validation_path, 1)):
             if path is not None:
@@ -588,6 +615,7 @@ class OpenAIProvider(Provider):
         """
         from tuneport.spec.mapping import to_openai_create_body
 
+        self.refuse_retired(spec)
         body = to_openai_create_body(spec, training_file, validation_file)
         job = self.create_from_body(body, client_key=client_key, _record=False)
         self._record_job(job, spec=spec)

@@ -462,6 +462,28 @@ class TogetherProvider(Provider):
         """``GET /files/{id}/content``: the bytes as uploaded."""
         return self.http.request("GET", f"files/{file_id}/content", parse=lambda r: r.content)
 
+    def job_spec_fields(self, job: FineTuningJob) -> dict[str, Any]:
+        """Provider's reading, plus what Together's job says that a local job honours: the absolute learning
+        rate and the LoRA settings (or full training). Together jobs carry no metadata: the store's is used."""
+        fields = super().job_spec_fields(job)
+        local: dict[str, Any] = {}
+        if isinstance(getattr(job, "learning_rate", None), int | float):
+            local["learning_rate"] = float(job.learning_rate)
+        kind = getattr(job, "training_type", None) or {}
+        if kind.get("type") == "Full":
+            local["finetuning_type"] = "full"
+        elif kind.get("type") == "Lora":
+            for key in ("lora_r", "lora_alpha", "lora_dropout"):
+                if kind.get(key) is not None:
+                    local[key] = kind[key]
+            modules = kind.get("lora_trainable_modules")
+            if isinstance(modules, str) and modules and modules != "all-linear":
+                local["target_modules"] = [m.strip() for m in modules.split(",") if m.strip()]
+        fields["local"] = local
+        row = self.store.get_job(job.id) if self.store is not None else None
+        fields["metadata"] = {k: v for k, v in ((row or {}).get("metadata") or {}).items() if k != CLIENT_KEY_FIELD}
+        return fields
+
     def start(self, spec: JobSpec, *, progress: ProgressCallback | None = None) -> FineTuningJob:
         """Check everything that can be checked before anything is uploaded: the data (tuneport's validator), the
         spec (:meth:`check_spec`) and the body against the model's limits, which Together gives for the models

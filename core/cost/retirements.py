@@ -22,10 +22,14 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tuneport.cost.catalog import base_model_of, lookup_model, provider_catalog, wind_down
-from tuneport.errors import SpecError
+from tuneport.errors import ProviderError, SpecError
+from tuneport.providers.registry import provider_class
+
+if TYPE_CHECKING:
+    from tuneport.providers.base import Provider
 
 __all__ = [
     "Deadline",
@@ -35,6 +39,7 @@ __all__ = [
     "retired_problem",
     "retiring_notice",
     "warn_retiring",
+    "warn_if_retiring",
     "WARN_WITHIN_DAYS",
 ]
 
@@ -152,19 +157,22 @@ def retired_problem(model: str, backend: str, *, label: str, today: dt.date | No
 
 
 def retiring_notice(model: str, backend: str, *, label: str, today: dt.date | None = None) -> str | None:
-    """The one line to show when ``model`` meets a deadline on ``backend`` within :data:`WARN_WITHIN_DAYS`."""
+    """The one line to show when ``model`` meets deadlines on ``backend`` within :data:`WARN_WITHIN_DAYS` (every
+    such deadline in that one line: the last training day and the shutdown may both be near)."""
+    parts: list[str] = []
     for deadline in deadlines_for(model, backend):
         left = deadline.days_left(today)
         if left > WARN_WITHIN_DAYS:
             continue
         if left > 0:
             stops = "stops answering" if deadline.kind == "shutdown" else "takes no new fine-tuning jobs"
-            when = f"in {left} day{'s' if left != 1 else ''} ({deadline.date.isoformat()})"
+            parts.append(f"{stops} in {left} day{'s' if left != 1 else ''} ({deadline.date.isoformat()})")
         else:
             stops = "stopped answering" if deadline.kind == "shutdown" else "stopped taking fine-tuning jobs"
-            when = f"on {deadline.date.isoformat()}"
-        return f"note: {model} on {label} {stops} {when}: {_NEXT_STEPS.format(backend=backend)}."
-    return None
+            parts.append(f"{stops} on {deadline.date.isoformat()}")
+    if not parts:
+        return None
+    return f"note: {model} on {label} {' and '.join(dict.fromkeys(parts))}: {_NEXT_STEPS.format(backend=backend)}."
 
 
 _warned: set[tuple[str, str]] = set()
@@ -185,3 +193,25 @@ def warn_retiring(
         _warned.add(key)
     print(notice, file=stream or sys.stderr)
     return True
+
+
+def warn_if_retiring(model: str | None, backend: str | type[Provider] | None, *, stream: TextIO | None = None,
+                     today: dt.date | None = None) -> bool:  # fmt: skip
+    """The hook every command that touches a hosted model goes through (a spec loaded, an endpoint resolved, a
+    job shown or imported): :func:`warn_retiring` for ``model`` on ``backend`` (a registered name or Provider
+    class). Nothing for a backend that is unknown here or has no dates, and a catalog that cannot be read never
+    fails the command it only comments on."""
+    if not model or backend is None:
+        return False
+    try:
+        cls = provider_class(backend) if isinstance(backend, str) else backend
+    except ProviderError:
+        return False
+    if not cls.name:
+        return False
+    try:
+        return warn_retiring(model, cls.name, label=cls.label or cls.name, stream=stream, today=today)
+    except (SpecError, OSError, ValueError) as exc:
+        print(f"note: the {cls.name} catalog's dates cannot be read ({exc}); deadlines not checked",
+              file=stream or sys.stderr)  # fmt: skip
+        return False

@@ -40,6 +40,7 @@ import orjson
 
 from tuneport import retry_rules
 from tuneport._version import __version__
+from tuneport.cost.retirements import warn_if_retiring
 from tuneport.errors import (
     APIConnectionError,
     APIStatusError,
@@ -50,7 +51,7 @@ from tuneport.errors import (
 )
 from tuneport.jobs.store import Store
 from tuneport.providers.base import Endpoint
-from tuneport.providers.registry import provider_class, provider_names
+from tuneport.providers.registry import backend_for_endpoint, provider_class, provider_names
 from tuneport.retry_rules import RetryPolicy
 
 if TYPE_CHECKING:
@@ -129,6 +130,13 @@ def resolve_endpoint(reference: str | ChatEndpoint | Endpoint, *, store: Store |
     A saved name wins over the other forms, so a user can shadow ``openai:gpt-4o-mini`` deliberately. ``store``
     defaults to the user's store, opened only when a name has to be looked up.
     """
+    endpoint = _resolve(reference, store)
+    # a hosted model near its shutdown is said once per process, wherever an endpoint is resolved (eval, chat)
+    warn_if_retiring(endpoint.model, backend_for_endpoint(endpoint.kind, endpoint.base_url))
+    return endpoint
+
+
+def _resolve(reference: str | ChatEndpoint | Endpoint, store: Store | None) -> ChatEndpoint:
     if not isinstance(reference, str):
         return ChatEndpoint.of(reference)
     ref = reference.strip()

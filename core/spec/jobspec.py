@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PlainValidator, PrivateAttr, ValidationInfo, model_validator
 
+from tuneport.cost.retirements import warn_if_retiring
 from tuneport.errors import SpecError
 from tuneport.providers.registry import provider_names
 from tuneport.spec.build import DEFER_CHECKS, build_spec
@@ -232,7 +233,9 @@ class JobSpec(SpecModel):
         names = backend_names()
         if backend not in names:
             raise SpecError(f'backend: must be one of {", ".join(names)} (got "{backend}")')
-        return self.model_copy(update={"backend": backend})
+        spec = self.model_copy(update={"backend": backend})
+        warn_if_retiring(spec.model, spec.backend)  # a hosted model near its deadline: said once per process
+        return spec
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -273,6 +276,8 @@ def load_spec(path: str | Path, *, check_files: bool = True) -> JobSpec:
         data, lines = parse_json(content, source)
     else:
         data, lines, early = parse_yaml(content, source)
-    return build_spec(
+    spec = build_spec(
         JobSpec, data, base_dir=file.parent, source=source, check_files=check_files, lines=lines, early=early
     )
+    warn_if_retiring(spec.model, spec.backend)  # a hosted model near its deadline: said once per process
+    return spec
