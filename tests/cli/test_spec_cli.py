@@ -37,7 +37,7 @@ def write_spec(tmp_path: Path, text: str) -> Path:
 def test_examples_check_clean(example: Path) -> None:
     result = CliRunner().invoke(spec_group, ["check", str(example), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["ok"] is True and len(report["spec_hash"]) == 64
     assert report["files"]["training_file"]["exists"] is True
     assert report["local"]["plan"] is not None or report["backend"] == "openai"
@@ -50,7 +50,7 @@ def test_json_report_shows_both_backends(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(spec_group, ["check", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["spec"]["method"]["dpo"]["hyperparameters"]["beta"] == 0.2
     body = report["openai"]["create_body"]
     assert body["method"]["type"] == "dpo" and "local" not in body and "backend" not in body
@@ -64,7 +64,7 @@ def test_json_report_shows_both_backends(tmp_path: Path) -> None:
 def test_backend_option_limits_and_overrides(tmp_path: Path) -> None:
     path = write_spec(tmp_path, "model: gpt-4o-mini\ntraining_file: train.jsonl\n")
     report = json.loads(
-        CliRunner().invoke(spec_group, ["check", str(path), "--json", "--backend", "openai"]).output
+        CliRunner().invoke(spec_group, ["check", str(path), "--json", "--backend", "openai"]).stdout
     )
     assert report["backend"] == "openai" and "local" not in report and report["openai"]["warnings"] == []
     report = json.loads(
