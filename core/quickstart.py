@@ -155,16 +155,27 @@ def _train(spec: Any, say: Progress, on_event: Callable[[Any], None] | None) -> 
     return job
 
 
+#: The instructions the prompted base model gets (the fine-tune learned the format from examples instead).
+PROMPTED_SYSTEM = "Classify the support ticket. Answer with one JSON object with the keys category and priority."
+#: Training items scored per endpoint for the training-vs-held-out row (small: the quickstart stays quick).
+QUICKSTART_TRAIN_SAMPLE = 12
+
+
 def _evaluate(base_url: str, test_file: Path, train_file: Path, job_id: str, say: Progress) -> dict[str, Any]:
     from tuneport.cost.figures import hourly_rate
+    from tuneport.evaluation.prompting import prompted_label
     from tuneport.evaluation.runner import run_eval
     from tuneport.evaluation.spec import EndpointConfig
 
     say("eval", f"evaluating {BASE_NAME} and {ADAPTER_NAME} on {test_file.name} (held out)")
+    # the base model also prompted (instructions + 2 examples from the training file): the row that says whether
+    # fine-tuning beat good prompting; and a training sample per endpoint: the row that says whether it overfit
     endpoints = [
         EndpointConfig(endpoint=f"{base_url}#{BASE_NAME}", name=BASE_NAME),
         EndpointConfig(endpoint=f"{base_url}#{ADAPTER_NAME}", name=ADAPTER_NAME, job_id=job_id),
-    ]
+        EndpointConfig(endpoint=f"{base_url}#{BASE_NAME}", name=prompted_label(BASE_NAME, True, 2),
+                       system=PROMPTED_SYSTEM, shots=2),
+    ]  # base vs fine-tune first: the report's opening sentence
     run = run_eval(
         test_file,
         endpoints=endpoints,
@@ -174,6 +185,7 @@ def _evaluate(base_url: str, test_file: Path, train_file: Path, job_id: str, say
         concurrency=8,
         hourly=hourly_rate("cpu").amount,  # this machine, priced as a cloud CPU VM: self-hosted $ per 1,000 items
         name="quickstart",
+        train_sample=QUICKSTART_TRAIN_SAMPLE,
     )
     if run.get("status") != "complete":
         raise EvaluationError(
