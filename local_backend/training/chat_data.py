@@ -161,13 +161,13 @@ def _assistant_spans(
     for i, message in enumerate(messages):
         if message.get("role") != "assistant" or not trained[i]:
             continue
-        through = _without_trailer(_render_text(tokenizer, messages[: i + 1], tools, False), trailer, i, messages)
+        through = _without_trailer(_render_text(tokenizer, messages[: i + 1], tools, False), trailer)
         if not full_text.startswith(through):
             return None
         if i == 0:
             start = 0
         else:
-            before = _without_trailer(_render_text(tokenizer, messages[:i], tools, False), trailer, -1, messages)
+            before = _without_trailer(_render_text(tokenizer, messages[:i], tools, False), trailer)
             with_prompt = _render_text(tokenizer, messages[:i], tools, True)
             if not through.startswith(before):
                 return None
@@ -201,9 +201,9 @@ def _conversation_trailer(tokenizer: Any, messages: list[dict[str, Any]], tools:
     return tail if full_text.endswith(tail) and len(tail) < len(full_text) else ""
 
 
-def _without_trailer(text: str, trailer: str, i: int, messages: list[dict[str, Any]]) -> str:
-    """``text`` (a rendering of a prefix of the conversation) less the conversation trailer, unless it is the last."""
-    if trailer and i != len(messages) - 1 and text.endswith(trailer):
+def _without_trailer(text: str, trailer: str) -> str:
+    """``text`` (a rendering of a prefix of the conversation) less the conversation trailer: no answer learns it."""
+    if trailer and text.endswith(trailer):
         return text[: -len(trailer)]
     return text
 

@@ -35,6 +35,7 @@ def _segmented_sdpa(
     position_ids = kwargs.get("position_ids")
     if (
         position_ids is not None
+        and kwargs.get("softcap") is None  # SDPA cannot cap attention logits (Gemma 2): keep the stock path
         and query.shape[0] == 1
         and query.shape[2] == key.shape[2]
         and query.shape[2] > 1
@@ -44,15 +45,23 @@ def _segmented_sdpa(
         if breaks.numel() > 0:
             bounds = [0, *(breaks + 1).tolist(), positions.shape[0]]
             gqa = key.shape[1] != query.shape[1]
+            # A sliding-window layer (Gemma 3, Mistral v0.1, Qwen2 with use_sliding_window) sees only the last
+            # ``window`` positions, itself included: the same band transformers' own mask builds.
+            window = kwargs.get("sliding_window")
             outs = []
             for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+                band = None
+                if window and e - s > window:
+                    i = torch.arange(e - s, device=query.device)
+                    band = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < window)
                 outs.append(
                     torch.nn.functional.scaled_dot_product_attention(
                         query[:, :, s:e],
                         key[:, :, s:e],
                         value[:, :, s:e],
+                        attn_mask=band,
                         dropout_p=dropout if module.training else 0.0,
-                        is_causal=True,
+                        is_causal=band is None,
                         scale=scaling,
                         enable_gqa=gqa,
                     )
