@@ -39,7 +39,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        auth = self.headers.get("Authorization", "")
+        auth = self.headers.get("Authorization", "") or f"api-key {self.headers.get('api-key', '')}"
         body = json.dumps({"error": {
             "message": f"Incorrect API key provided. We received the header 'Authorization: {auth}'.",
             "type": "invalid_request_error", "param": None, "code": f"invalid_api_key {auth}",
@@ -164,3 +164,34 @@ def test_a_backend_declares_its_key_variable_by_defining_itself(monkeypatch) -> 
 
     assert "ACME_TEST_API_KEY" in errors.secret_envs()
     assert str(errors.APIStatusError(f"echo {PLAIN_CANARY}")) == "echo ***"
+
+
+@pytest.mark.parametrize("variable", ["TOGETHER_API_KEY", "AZURE_OPENAI_API_KEY"])
+def test_hosted_backends_never_keep_an_echoed_key(
+    echo_server, variable, capsys, monkeypatch, caplog, tmp_path, _tuneport_home: Path
+) -> None:
+    """Together's bearer token and Azure's ``api-key`` header, echoed back by a hostile server, through the
+    provider paths (jobs list, import, a training job's upload): masked in every output, log and stored byte."""
+    monkeypatch.setenv(variable, PLAIN_CANARY)
+    if variable == "TOGETHER_API_KEY":
+        monkeypatch.setenv("TOGETHER_BASE_URL", _base_url(echo_server))
+        backend, model = "together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    else:
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", _base_url(echo_server).removesuffix("/v1"))
+        backend, model = "azure", "gpt-4.1-mini-2025-04-14"
+    caplog.set_level(logging.DEBUG)
+    outputs: list[str] = []
+    code, out, err = tp(capsys, "jobs", "list", "--backend", backend)
+    assert code == errors.AuthenticationError.exit_code and variable in err
+    outputs += [out, err]
+    code, out, err = tp(capsys, "import", backend, "ft-canary", "-o", str(tmp_path / "imported"))
+    assert code == errors.AuthenticationError.exit_code
+    outputs += [out, err]
+    data = write_dataset(tmp_path / "train.jsonl", 12)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model: {model}\ntraining_file: {data.name}\nbackend: {backend}\n")
+    code, out, err = tp(capsys, "train", str(spec), "--yes", "--json")
+    assert code != 0
+    outputs += [out, err]
+    assert any("Incorrect API key provided" in text for text in outputs)  # the server's message is shown...
+    _assert_nowhere(PLAIN_CANARY, *outputs, caplog.text, _bytes_under(_tuneport_home))  # ...never the key
