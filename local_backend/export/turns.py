@@ -4,9 +4,10 @@ Why: Ollama's TEMPLATE is a Go template, and llama.cpp wants the end-of-turn tok
 Jinja template. Most chat formats are "prefix + (role header, content, role footer) per message + generation
 prompt"; rendering the real template on probe conversations recovers those strings, and rendering it again on
 several real-looking conversations proves the decomposition reproduces the template exactly. A template that
-is not of that shape (one that folds the system prompt into the first user turn, injects dates, trims content)
+is not of that shape (one that folds the system prompt into the first user turn, numbers turns, injects dates)
 is refused with the conversation where the two differ, instead of exporting a Modelfile that prompts the model
-differently from how it was trained.
+differently from how it was trained. Contents are checked without surrounding whitespace: a template that trims
+them (Llama 3's) is taken as per-turn, and differs only for a message that starts or ends with whitespace.
 """
 
 from __future__ import annotations
