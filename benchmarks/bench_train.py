@@ -1,6 +1,6 @@
-"""Trainer throughput: tuneport's trainer vs a naive HF Trainer + peft baseline, same model, same data.
+"""Trainer throughput: tuneport's trainer vs a naive HF Trainer + peft baseline and TRL's SFTTrainer.
 
-    python benchmarks/bench_train.py [--rounds 3] [--steps 6] [--dtype float32|bfloat16] [--threads N]
+    python benchmarks/bench_train.py [--rounds 3] [--steps 6] [--dtype float32|bfloat16] [--threads N] [--no-trl]
 
 The baseline is what a first LoRA script looks like: ``transformers.Trainer`` + peft, examples padded to the
 longest of each batch (``DataCollatorForSeq2Seq``), no packing. Ours is :func:`tuneport.local_backend.train`
@@ -8,6 +8,14 @@ longest of each batch (``DataCollatorForSeq2Seq``), no packing. Ours is :func:`t
 is too small to show anything), the same rendered examples in the same order, the same seed, batch size and
 thread count. Runs alternate in one process (baseline, ours, baseline, ours, ...) so machine noise hits both;
 medians are reported.
+
+TRL (``trl.SFTTrainer``, what a user would pick instead) runs in its fastest configurations that work on a CPU:
+``padding_free=True`` (the batch flattened into one row with restarting position ids: the same examples per step,
+so its loss curve is comparable), and ``packing=True`` with the ``bfd`` strategy (examples packed into rows of
+``--trl-max-length`` tokens, padding-free: more examples per step, so only its tokens/s is comparable). It gets the
+same pre-rendered examples and labels (assistant tokens only), the same peft LoRA model, seed, batch and threads.
+The faster of the two is the TRL figure the ratio uses. Targets: >= 2x TRL on the long-tailed data, >= 1x on the
+uniform lengths, the same loss.
 
 Two datasets: long-tailed chat lengths (12-400 tokens, median ~60: padded batches are mostly padding; target
 >= 2x real tokens/s) and uniform lengths (nothing to gain; target ~1x, never slower). The loss curves of both are
@@ -26,6 +34,7 @@ import statistics
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 WORDS = [
@@ -241,6 +250,78 @@ def run_baseline(
     }
 
 
+def run_trl(
+    model: Path,
+    data: Path,
+    out: Path,
+    steps: int,
+    batch: int,
+    threads: int,
+    dtype: str,
+    *,
+    packing: bool = False,
+    max_length: int = 1024,
+) -> dict:
+    """TRL's SFTTrainer, padding-free (same examples per step) or packed (bfd) into rows of ``max_length``."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from tuneport.local_backend.training.chat_data import load_sft_examples
+
+    torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(str(model))
+    examples = load_sft_examples(data, tok, 2048).examples
+    dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    losses: list[float] = []
+    marks: list[tuple[float, int]] = []
+
+    class Losses(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+                marks.append((time.monotonic(), int(state.num_input_tokens_seen)))
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(str(model), dtype=getattr(torch, dtype))
+    peft_model = get_peft_model(
+        base,
+        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    args = SFTConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        learning_rate=1e-3,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        seed=1,
+        data_seed=1,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        padding_free=True,
+        packing=packing,
+        packing_strategy="bfd",
+        max_length=max_length if packing else None,
+        shuffle_dataset=False,
+    )
+    trainer = SFTTrainer(
+        model=peft_model, args=args, train_dataset=dataset, processing_class=tok, callbacks=[Losses()]
+    )
+    trainer.remove_callback(PrinterCallback)
+    with PeakRSS() as mem:
+        trainer.train()
+    return {**_steady_state(marks), "losses": losses, "peak_rss_growth": mem.growth}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -249,6 +330,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None, help="default: the free cores")
+    parser.add_argument("--no-trl", action="store_true", help="skip TRL's SFTTrainer")
+    parser.add_argument("--trl-max-length", type=int, default=1024, help="row length of TRL's packed runs")
     args = parser.parse_args()
 
     from transformers import AutoTokenizer
@@ -281,9 +364,13 @@ def main() -> None:
             f"\n== {name}: {len(lengths)} examples, tokens min {min(lengths)} / median "
             f"{statistics.median(lengths):.0f} / max {max(lengths)}"
         )
-        rows: dict[str, list[dict]] = {"baseline": [], "ours": []}
+        runners = {"baseline": run_baseline, "ours": run_ours}
+        if not args.no_trl:
+            runners["trl-pf"] = run_trl
+            runners["trl-pack"] = partial(run_trl, packing=True, max_length=args.trl_max_length)
+        rows: dict[str, list[dict]] = {kind: [] for kind in runners}
         for r in range(args.rounds):
-            for kind, fn in (("baseline", run_baseline), ("ours", run_ours)):
+            for kind, fn in runners.items():
                 res = fn(
                     model,
                     data,
@@ -311,6 +398,24 @@ def main() -> None:
             f"  median real tokens/s: baseline {med['baseline']:.0f}, ours {med['ours']:.0f} -> "
             f"ratio {med['ours'] / med['baseline']:.2f}x"
         )
+        if not args.no_trl:
+            trl_kind = max(("trl-pf", "trl-pack"), key=lambda k: med[k])
+            print(
+                f"  median real tokens/s: TRL padding-free {med['trl-pf']:.0f}, TRL packed (bfd, rows of "
+                f"{args.trl_max_length}) {med['trl-pack']:.0f}; fastest TRL is {trl_kind} -> ours / TRL "
+                f"{med['ours'] / med[trl_kind]:.2f}x (target >= {'2' if name == 'longtail' else '1'}x); "
+                f"TRL / baseline {med[trl_kind] / med['baseline']:.2f}x"
+            )
+            trl_diffs = [
+                max(abs(a - b) for a, b in zip(o["losses"], t["losses"], strict=True))
+                for o, t in zip(rows["ours"], rows["trl-pf"], strict=True)
+            ]
+            print(
+                f"  loss curves: TRL padding-free {[round(x, 4) for x in rows['trl-pf'][0]['losses']]}\n"
+                f"               TRL packed       {[round(x, 4) for x in rows['trl-pack'][0]['losses']]} "
+                "(more examples per step: not comparable step by step)\n"
+                f"  max |loss difference| ours vs TRL padding-free per step: {max(trl_diffs):.2e}"
+            )
         print(
             f"  median peak RSS growth: baseline {mem['baseline'] / 1e6:.0f} MB, ours {mem['ours'] / 1e6:.0f} MB "
             f"({mem['ours'] / max(mem['baseline'], 1):.2f}x)"
