@@ -19,6 +19,7 @@ from typing import Any
 from tuneport.errors import ServeError
 from tuneport.jobs.store import open_store
 from tuneport.local_backend.serving.weights import base_shapes, tensor_shapes
+from tuneport.local_backend.training.export import BASE_IDENTITY_FILE, BASE_IDENTITY_KEYS
 from tuneport.local_backend.training.train_config import VLLM_LORA_RANKS
 from tuneport.models.resolve import TINY_MODEL_NAME
 
@@ -171,6 +172,30 @@ def _same_base(declared: str, base_model: str, base_path: Path) -> bool:
     return False
 
 
+def _check_base_identity(where: str, folder: Path, base_model: str, base_path: Path) -> None:
+    """Refuse an adapter whose recorded base (written at training) is another architecture or size than this base."""
+    record = folder / BASE_IDENTITY_FILE
+    base_config = base_path / "config.json"
+    if not record.is_file() or not base_config.is_file():
+        return
+    try:
+        trained_on = json.loads(record.read_text("utf-8"))
+        served = json.loads(base_config.read_text("utf-8"))
+    except (OSError, ValueError):
+        return
+    differs = [
+        f"{key} {trained_on.get(key)!r} (served base: {served.get(key)!r})"
+        for key in BASE_IDENTITY_KEYS
+        if key in trained_on and trained_on.get(key) != served.get(key)
+    ]
+    if differs:
+        raise AdapterError(
+            f"{where} was trained on another kind of base model than {base_model!r}: " + "; ".join(differs),
+            hint="Serve it with the base model it was trained on (its adapter_config.json names it), or pick an "
+            f"adapter trained on {base_model}.",
+        )
+
+
 def check_adapter(
     name: str, path: str | os.PathLike[str], *, base_model: str, base_path: Path, source: str = ""
 ) -> AdapterSpec:
@@ -213,6 +238,7 @@ def check_adapter(
                 f"{where} was trained on {declared!r}, not on the served base model {base_model!r}",
                 hint=f"Serve it with `--model {declared}`, or pick an adapter trained on {base_model}.",
             )
+    _check_base_identity(where, folder, base_model, base_path)
     base = base_shapes(base_path)
     problems = []
     for key, shape in tensor_shapes(weights).items():

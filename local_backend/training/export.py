@@ -16,6 +16,8 @@ from tuneport.local_backend.training.train_config import VLLM_LORA_RANKS
 
 __all__ = [
     "ADAPTER_FILES",
+    "BASE_IDENTITY_FILE",
+    "BASE_IDENTITY_KEYS",
     "unservable_reasons",
     "read_adapter_config",
     "save_adapter",
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+BASE_IDENTITY_FILE = "tuneport_base.json"
+BASE_IDENTITY_KEYS = ("architectures", "model_type", "hidden_size", "num_hidden_layers", "vocab_size")
 
 
 def read_adapter_config(adapter_dir: str | Path) -> dict[str, Any]:
@@ -60,10 +64,25 @@ def save_adapter(peft_model: Any, out_dir: str | Path, base_model_path: str | Pa
     config["base_model_name_or_path"] = str(base_model_path)
     config["inference_mode"] = True
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True), "utf-8")
+    _write_base_identity(out, base_model_path)
     missing = [f for f in ADAPTER_FILES if not (out / f).is_file()]
     if missing:  # pragma: no cover - peft changed its file names
         raise RuntimeError(f"peft did not write {', '.join(missing)} in {out}")
     return out
+
+
+def _write_base_identity(out: Path, base_model_path: str | Path) -> None:
+    """Record which architecture the adapter was trained on (:data:`BASE_IDENTITY_FILE`).
+
+    Two bases of different families can have the same module names and shapes (a Qwen2 and a Llama of one size):
+    shapes alone would let an adapter run on the wrong base, silently. Serving compares this record first.
+    """
+    config_file = Path(base_model_path) / "config.json"
+    if not config_file.is_file():
+        return
+    base = json.loads(config_file.read_text("utf-8"))
+    identity = {key: base.get(key) for key in BASE_IDENTITY_KEYS}
+    (out / BASE_IDENTITY_FILE).write_text(json.dumps(identity, indent=2, sort_keys=True), "utf-8")
 
 
 def save_merged(peft_model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
