@@ -194,10 +194,10 @@ def _remote_info(ref: HubRef) -> tuple[str, int, list[str]]:
     return str(info.sha), sum(siblings[f] for f in files), files
 
 
-def _not_available(ref: HubRef, why: str) -> SpecError:
+def _not_available(ref: HubRef, why: str, built_in: str) -> SpecError:
     return SpecError(
-        f"model {ref.label!r} is not a local folder and not a built-in model, and the Hugging Face Hub model of "
-        f"that id is not in the cache {hub_cache_dir()}: {why} (hub downloads are not available offline)",
+        f"model {ref.label!r} is not a local folder and not a built-in model{built_in}, and the Hugging Face Hub "
+        f"model of that id is not in the cache {hub_cache_dir()}: {why} (hub downloads are not available offline)",
         hint=f"Fetch it where there is network with `{fetch_command(ref)}` (or `python -m tuneport.models.hub "
         f"{ref.label}`), then run again; or download it yourself (`hf download ORG/NAME --local-dir DIR`) and "
         "set `model` to that folder.",
@@ -225,18 +225,22 @@ def _short_reason(exc: BaseException) -> str:
     return f"the Hub could not be reached ({name})"
 
 
-def fetch_hub_model(ref: HubRef, *, progress: bool = True) -> HubModel:
+def fetch_hub_model(ref: HubRef, *, progress: bool = True, built_in: tuple[str, ...] = ()) -> HubModel:
     """``ref`` from the cache, or downloaded into it (progress bars on stderr); raises :class:`SpecError`
-    naming the model and the fetch command when it is neither cached nor downloadable (offline included)."""
+    naming the model and the fetch command when it is neither cached nor downloadable (offline included).
+
+    ``built_in``: the built-in model names, listed in that error (the id might be a misspelt one).
+    """
+    names = f" (built-in: {', '.join(built_in)})" if built_in else ""
     found = cached_snapshot(ref)
     if found is not None:
         return HubModel(ref, found[0], found[1])
     if hub_offline():
-        raise _not_available(ref, "HF_HUB_OFFLINE is set and it is not cached")
+        raise _not_available(ref, "HF_HUB_OFFLINE is set and it is not cached", names)
     try:
         sha, size, files = _remote_info(ref)
     except Exception as exc:
-        raise _not_available(ref, _short_reason(exc)) from None
+        raise _not_available(ref, _short_reason(exc), names) from None
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
@@ -247,7 +251,7 @@ def fetch_hub_model(ref: HubRef, *, progress: bool = True) -> HubModel:
             ref.repo_id, revision=sha, cache_dir=str(hub_cache_dir()), allow_patterns=files
         )
     except Exception as exc:
-        raise _not_available(ref, f"the download failed ({type(exc).__name__}: {exc})") from None
+        raise _not_available(ref, f"the download failed ({type(exc).__name__}: {exc})", names) from None
     if ref.revision and not _SHA.match(ref.revision):  # snapshot_download by sha does not write refs/<name>
         refs = _repo_dir(ref, hub_cache_dir()) / "refs" / ref.revision
         refs.parent.mkdir(parents=True, exist_ok=True)

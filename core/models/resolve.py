@@ -90,7 +90,7 @@ def resolve_model_source(name_or_path: str | os.PathLike[str]) -> ResolvedModel:
         return ResolvedModel(folder, "folder", {"source": "folder", "path": str(folder)})
     ref = parse_hub_id(text)
     if ref is not None and not text.startswith(_OPENAI_PREFIXES):
-        hub = fetch_hub_model(ref)
+        hub = fetch_hub_model(ref, built_in=tuple(BUILT_IN_MODELS))
         return ResolvedModel(hub.path, "hub", hub.provenance())
     raise _unknown_model(text)
 

@@ -3,7 +3,8 @@
 Error codes: ``invalid_training_file`` / ``invalid_validation_file`` (the dataset failed validation or changed
 since upload), ``invalid_model`` (no such local model, no tokenizer or chat template), ``invalid_hyperparameters``
 (a setting out of range, a LoRA rank vLLM cannot serve, target modules the model lacks),
-``insufficient_disk_space``, ``invalid_request`` (any other refusal of ours), ``training_error`` (a distributed
+``insufficient_disk_space``, ``insufficient_memory`` (the fit check's estimate exceeds the free RAM /
+VRAM), ``invalid_request`` (any other refusal of ours), ``training_error`` (a distributed
 run whose workers failed) and ``internal_error`` (a bug: the traceback is in ``runner.log``).
 """
 

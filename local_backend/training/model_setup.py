@@ -44,7 +44,9 @@ def load_tokenizer(config: TrainConfig) -> Any:
     from tuneport.local_backend.training.chat_data import check_chat_template
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(config.model))
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(config.model), trust_remote_code=config.trust_remote_code
+        )
     except Exception as exc:
         raise SpecError(
             f"local training option `model`: cannot load a tokenizer from {config.model}: {exc}",
@@ -60,7 +62,7 @@ def load_model(config: TrainConfig, dtype: Any, device: str) -> Any:
     """The base model in ``dtype`` (4-bit NF4 for qlora), its KV cache off for training."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
     if config.finetuning_type == "qlora":
         from transformers import BitsAndBytesConfig
 

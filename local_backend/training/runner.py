@@ -63,7 +63,9 @@ from tuneport.local_backend.training.store_sink import StoreSink, record_event
 from tuneport.local_backend.training.train_config import TrainConfig
 from tuneport.local_backend.training.trainer import train
 from tuneport.local_backend.training.workers import WORKER_RESULT, run_worker
-from tuneport.models.resolve import resolve_model
+from tuneport.models.checks import check_base_model, read_model_config
+from tuneport.models.fit import FitSettings, check_fit
+from tuneport.models.resolve import resolve_model, resolve_model_source
 from tuneport.spec.jobspec import JobSpec
 from tuneport.spec.mapping import resolve_local_hyperparameters
 
@@ -328,10 +330,23 @@ class _Runner:
         if self.row["status"] != "validating_files":
             self.advance("validating_files", expect=("queued", "validating_files"))
         try:
-            model_dir = resolve_model(spec.model)
+            source = resolve_model_source(spec.model)
+            check_base_model(
+                source.path,
+                trust_remote_code=spec.local.trust_remote_code,
+                label=spec.model,
+                known_model_types=_known_model_types(),
+            )
         except SpecError as exc:
             raise JobFailure("invalid_model", with_hint(exc), "model") from None
-        self.save_outputs(model_path=str(model_dir))
+        model_dir = source.path
+        # Provenance: the folder, and for a Hub model the commit its revision resolved to.
+        self.save_outputs(model_path=str(model_dir), model_source=source.provenance)
+        if source.kind == "hub":
+            self.event(
+                f"Base model {spec.model} at commit {source.provenance['sha']} ({model_dir})",
+                data={"base_model": source.provenance},
+            )
         method = "dpo" if spec.method.type == "dpo" else "sft"
         counts: tuple[int, int | None] = (0, None)
         for which in ("training", "validation"):
@@ -377,6 +392,9 @@ class _Runner:
                 raise JobFailure(f"invalid_{param}", message, param)
             if which == "training":
                 counts = (report.valid_examples, _total_tokens(report))
+                longest = _max_tokens(report)
+                if longest is not None:
+                    self.save_outputs(n_train_max_tokens=longest)
         self.event(
             f"Files validated: {counts[0]} training examples",
             data={"n_train_examples": counts[0], "n_train_tokens": counts[1]},
@@ -456,9 +474,13 @@ class _Runner:
             save_steps=save_steps,
             num_threads=threads,
             device=plan.device,
+            trust_remote_code=spec.local.trust_remote_code,
+            # Provenance for result.json: where the base model came from (the Hub commit sha).
+            extra={"model_source": self.outputs.get("model_source")},
         )
         try:
             config.validate()
+            self.check_fit(config, spec.model)
         except TuneportError as exc:
             raise classify_error(exc) from None
         hyper = {
@@ -487,6 +509,30 @@ class _Runner:
             json.dumps(config.to_dict(), indent=2), "utf-8"
         )
         return config
+
+    def check_fit(self, config: TrainConfig, label: str) -> None:
+        """Refuse a job whose estimated memory exceeds the free RAM / VRAM, before any weights load."""
+        from tuneport.local_backend.training.machine import resolve_device, torch_dtype
+
+        device = resolve_device(config)
+        dtype = str(torch_dtype(config, device)).removeprefix("torch.")
+        longest = self.outputs.get("n_train_max_tokens")
+        settings = FitSettings(
+            dtype=dtype,
+            finetuning_type=config.finetuning_type,
+            lora_r=config.lora_r,
+            target_modules=config.target_modules,
+            batch_size=config.batch_size,
+            tokens=min(config.max_seq_length, int(longest)) if longest else config.max_seq_length,
+            gradient_checkpointing=config.gradient_checkpointing,
+            device=device,
+        )
+        fit = check_fit(read_model_config(Path(config.model)), settings, where=f"{config.model}/config.json")
+        self.save_outputs(memory_estimate={"bytes": fit.estimate.total, "free_bytes": fit.free})
+        if not fit.fits:
+            error = fit.error(label)
+            raise JobFailure("insufficient_memory", with_hint(error), None)
+        self.event(fit.summary().capitalize(), data={"memory_estimate_bytes": fit.estimate.total})
 
     # -- training -----------------------------------------------------------------------------------------------
 
@@ -640,6 +686,19 @@ def _total_tokens(report: Any) -> int | None:
     tokens = getattr(stats, "tokens", None)
     total = getattr(tokens, "total", None) if tokens is not None else None
     return int(total) if isinstance(total, int | float) else None
+
+
+def _max_tokens(report: Any) -> int | None:
+    tokens = getattr(getattr(report, "stats", None), "tokens", None)
+    longest = getattr(tokens, "max", None) if tokens is not None else None
+    return int(longest) if isinstance(longest, int | float) else None
+
+
+def _known_model_types() -> set[str]:
+    """The model types transformers has built in (a config with another one needs its repository's code)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return set(CONFIG_MAPPING_NAMES)
 
 
 def _int_env(name: str) -> int | None:

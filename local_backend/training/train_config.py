@@ -53,6 +53,7 @@ class TrainConfig:
     ``early_stopping_patience``: stop after this many epoch evaluations whose validation loss did not improve on
     the best by more than ``early_stopping_min_delta``.
     ``max_steps``: stop after this many optimizer steps (overrides the epoch count; for smoke runs).
+    ``trust_remote_code``: let transformers run the model repository's own code (only when the spec allows it).
     """
 
     model: str | Path
@@ -88,6 +89,7 @@ class TrainConfig:
     num_threads: int | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_steps: int | None = None
+    trust_remote_code: bool = False
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
