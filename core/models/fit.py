@@ -8,12 +8,14 @@ first), and ``spec check`` gives it without torch. The estimate adds up what a L
   adapter is float32 (peft upcasts it), full fine-tuning keeps the model's dtype;
 - activations kept for the backward pass, per token and layer (norm inputs, q/k/v and their rotated copies, the
   attention output, the gated MLP's four intermediate tensors), for ``batch x tokens`` -- with gradient
-  checkpointing only each layer's input plus one layer recomputed; attention scores are not stored (sdpa);
+  checkpointing only each layer's input plus one layer recomputed; on a CPU also the attention scores and
+  probabilities (the math kernel), which GPU kernels do not keep;
 - the logits and the float32 loss tensors (logits, their float copy, log-softmax, its gradient): ``tokens x vocab``
   is often the biggest single term for small models with large vocabularies;
 - a fixed runtime overhead (allocator, autograd bookkeeping; the CUDA context on a GPU).
 
-The figures are checked against measured peaks (tests/models/test_fit_measured.py, benchmarks/bench_fit.py). A job
+The figures are checked against measured peaks (tests/models/test_fit_measured.py, benchmarks/bench_fit.py: on CPU
+the measured peak RSS growth is 0.95-1.3x the estimate, gradient checkpointing at the top of that range). A job
 that does not fit is refused with the figures and the settings that would fit.
 """
 
@@ -236,6 +238,11 @@ def estimate_memory(shape: ModelShape, settings: FitSettings) -> MemoryEstimate:
     else:
         # One more layer's worth for the gradients of the activations while the backward pass runs.
         activations = tokens * b * per_token_layer * (shape.layers + 1)
+    if settings.device == "cpu":
+        # On a CPU, sdpa with a mask runs the math kernel, which keeps each layer's scores and probabilities
+        # (batch x heads x tokens^2); GPU kernels (flash, memory-efficient) keep none. Measured in bench_fit.py.
+        stored = 2 if settings.gradient_checkpointing else shape.layers + 1
+        activations += settings.batch_size * shape.heads * settings.tokens**2 * b * 2 * stored
     logits = tokens * shape.vocab * (b + 4 + 4 + 4)
     overhead = GPU_OVERHEAD if settings.device == "cuda" else CPU_OVERHEAD
     return MemoryEstimate(
