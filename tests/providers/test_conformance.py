@@ -1,8 +1,10 @@
-"""The same checks for every hosted backend, each against its fake: upload, create, list, get, events after a cursor,
-checkpoints, cancel, the endpoint of a finished job, typed errors, and the fault matrix (0 duplicate jobs, 0 lost
-events). A backend joins by one entry in ``BACKENDS``.
+"""The same checks for every backend: upload, create, list, get, events after a cursor, checkpoints, cancel, the
+endpoint of a finished job, typed errors -- the hosted ones against their fakes, the local one training tiny-chat
+for real -- and, for the hosted ones, the fault matrix (0 duplicate jobs, 0 lost events). A backend joins by one
+entry in ``BACKENDS``.
 
-Not yet here: the local backend (its jobs need the trainer; tests/providers/test_local_provider.py covers it).
+The fault matrix does not apply to the local backend by design: it makes no network request (its jobs are rows in
+the store and a runner process), which :func:`test_the_local_backend_has_no_network_path` asserts.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Backend:
     create: str  # the create route's pattern, as the fake's ``fail`` takes it
     jobs: Callable[[Any], int]  # how many jobs the fake holds
     events: Callable[[Any, str], int]  # how many events the fake holds for a job
+    #: whether it talks to a service over the network (and so has a fault matrix)
+    networked: bool = True
 
 
 def _retry() -> RetryPolicy:
@@ -76,6 +80,12 @@ def _fake(module: str, cls: str, **kw: Any) -> Callable[[], Any]:
     return build
 
 
+def _local(fake, store, monkeypatch):
+    from tuneport.providers.local import LocalProvider
+
+    return LocalProvider(store=store)
+
+
 BACKENDS = [
     Backend("openai", "gpt-4o-mini-2024-07-18", _openai, _fake("fake_openai", "FakeOpenAI"), "/fine_tuning/jobs",
             lambda f: len(f.jobs), lambda f, j: len(f.events[j])),
@@ -84,7 +94,17 @@ BACKENDS = [
     Backend("together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", _together,
             _fake("fake_together", "FakeTogether"), "/fine-tunes", lambda f: len(f.jobs),
             lambda f, j: len(f.jobs[j].get("events", [])) if isinstance(f.jobs[j], dict) else 0),
+    Backend("local", "<tiny-chat>", _local, lambda: None, "", lambda f: 0, lambda f, j: 0, networked=False),
 ]  # fmt: skip
+HOSTED = [b for b in BACKENDS if b.networked]
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory) -> str:
+    pytest.importorskip("peft")
+    from tuneport.fixtures.tiny_model import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-chat") / "tiny-chat", seed=0))
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
@@ -92,13 +112,39 @@ def backend(request) -> Backend:
     return request.param
 
 
-@pytest.fixture
-def env(backend, store, monkeypatch, tmp_path):
+@pytest.fixture(params=HOSTED, ids=lambda b: b.name)
+def hosted(request) -> Backend:
+    return request.param
+
+
+def _env(backend: Backend, request, monkeypatch, tmp_path):
+    from tuneport.jobs.store import Store
+
+    # the local backend's runner process finds its job in the default store (this test's TUNEPORT_HOME)
+    store = Store() if not backend.networked else request.getfixturevalue("store")
+    model = request.getfixturevalue("tiny_chat") if not backend.networked else backend.model
     fake = backend.fake()
     provider = backend.make(fake, store, monkeypatch)
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in LINES))
-    spec = JobSpec.from_dict({"model": backend.model, "training_file": "train.jsonl", "backend": backend.name},
+    extra = {} if backend.networked else {"hyperparameters": {"n_epochs": 1, "batch_size": 4},
+                                          "local": {"max_seq_length": 256}}  # fmt: skip
+    spec = JobSpec.from_dict({"model": model, "training_file": "train.jsonl", "backend": backend.name, **extra},
                              base_dir=tmp_path)  # fmt: skip
+    return fake, provider, spec, store
+
+
+@pytest.fixture
+def env(backend, request, monkeypatch, tmp_path):
+    fake, provider, spec, store = _env(backend, request, monkeypatch, tmp_path)
+    yield fake, provider, spec
+    provider.close()
+    if not backend.networked:
+        store.close()
+
+
+@pytest.fixture
+def hosted_env(hosted, request, monkeypatch, tmp_path):
+    fake, provider, spec, _ = _env(hosted, request, monkeypatch, tmp_path)
     yield fake, provider, spec
     provider.close()
 
@@ -107,7 +153,7 @@ def test_upload_create_list_get_events_checkpoints_endpoint(env, backend):
     fake, provider, spec = env
     job = provider.start(spec)
     assert provider.list(limit=5).data[0].id == job.id
-    done = provider.wait(job.id, poll=0)
+    done = provider.wait(job.id, poll=0 if backend.networked else 0.5, timeout=None if backend.networked else 300)
     assert done.status == "succeeded" and done.fine_tuned_model
     events = list(provider.iter_events(job.id, page_size=2))
     assert len({e.id for e in events}) == len(events) > 0
@@ -124,11 +170,55 @@ def test_upload_create_list_get_events_checkpoints_endpoint(env, backend):
 
 def test_cancel_and_typed_errors(env, backend):
     fake, provider, spec = env
+    if not backend.networked:
+        provider.launch = False  # no runner: the request is what the local backend's cancel does
     job = provider.start(spec)
-    assert provider.cancel(job.id).status == "cancelled"
+    if backend.networked:
+        assert provider.cancel(job.id).status == "cancelled"
+    else:  # the job's runner acts on the request (saving a checkpoint first); here it is asked, not yet done
+        from tuneport.local_backend.training import jobs as J
+
+        assert provider.cancel(job.id).status not in ("failed", "succeeded")
+        assert J.read_request(job.id)["action"] == "cancel"
+    if not backend.networked:  # no HTTP here: a typed ProviderError with OpenAI's not_found code
+        with pytest.raises(ProviderError) as info:
+            provider.get("ftjob-does-not-exist")
+        assert info.value.code == "not_found" and "tuneport jobs list" in (info.value.hint or "")
+        return
     with pytest.raises(APIStatusError) as missing:
         provider.get("ftjob-does-not-exist")
     assert missing.value.status_code == 404
+
+
+def test_the_local_backend_has_no_network_path(monkeypatch, tmp_path, request):
+    """Why the fault matrix leaves the local backend out: upload, create, list, get, events and cancel make no
+    network request at all (every socket connection fails here, and none is tried)."""
+    import socket
+
+    local = next(b for b in BACKENDS if b.name == "local")
+    assert not local.networked and local not in HOSTED and {b.name for b in HOSTED} == {"openai", "azure", "together"}
+    tried: list[Any] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        tried.append(args)
+        raise OSError("no network in this test")
+
+    fake, provider, spec, store = _env(local, request, monkeypatch, tmp_path)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    provider.launch = False
+    try:
+        job = provider.start(spec)
+        assert provider.list(limit=5).data[0].id == job.id and provider.get(job.id).id == job.id
+        assert list(provider.iter_events(job.id))
+        provider.cancel(job.id)
+        from tuneport.local_backend.training import jobs as J
+
+        assert J.read_request(job.id)["action"] == "cancel"  # asked of its runner through the store's folder
+    finally:
+        provider.close()
+        store.close()
+    assert tried == []
 
 
 FAULTS = {
@@ -140,8 +230,9 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", [*FAULTS, "ambiguous create on the last attempt"])
-def test_fault_matrix_no_duplicate_jobs_no_lost_events(env, backend, fault):
-    fake, provider, spec = env
+def test_fault_matrix_no_duplicate_jobs_no_lost_events(hosted_env, hosted, fault):
+    fake, provider, spec = hosted_env
+    backend = hosted
     if fault in FAULTS:
         fake.fail("POST", backend.create, times=2, **FAULTS[fault])
     else:
