@@ -80,6 +80,11 @@ def build_report(job: Any, backends: tuple[str, ...]) -> dict[str, Any]:
         previews[backend] = preview
         report[backend] = {**preview.data, "warnings": check_spec(job, backend)}
     report["_previews"] = previews
+    if "local" in previews:  # where the base model comes from and whether the job fits in memory here
+        from tuneport.models.preview import model_preview
+
+        plan = report["local"].get("plan") or {}
+        report["model"] = model_preview(job, plan.get("per_device_train_batch_size"))
     return report
 
 
@@ -134,6 +139,9 @@ def _render(report: dict[str, Any]) -> None:
             console.print(f"  [dim]{escape(note)}[/]")
         for warning in report[name]["warnings"]:
             console.print(f"[yellow]warning ({name})[/]: {escape(warning)}")
+    model = report.get("model") or {}
+    if model.get("source") or model.get("fit"):
+        console.print(f"model: {escape('; '.join(x for x in (model.get('source'), model.get('fit')) if x))}")
 
 
 @spec.command("check")
