@@ -1,6 +1,7 @@
 """Proof that llama.cpp runs the exported GGUF: same tokens as transformers' tokenizer, same greedy ids as
-transformers on the merged model (f16: every id of 32 steps; q8_0: the first 8, and logits within 0.05 of the
-largest logit). Skips only where llama-cpp-python (the ``gguf`` extra) is not installed."""
+transformers on the merged model (f16: every id of 32 steps; q8_0: logits within 5% of the largest along that
+path, and the same id wherever the top-2 margin beats the error). Skips only where llama-cpp-python (the ``gguf``
+extra) is not installed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from tuneport.local_backend.export.turns import CHECK_CONVERSATIONS  # noqa: E40
 
 FIXTURE_DATA = Path(__file__).resolve().parents[3] / "fixtures" / "data"
 STEPS = 32
-Q8_STEPS = 8
 Q8_LOGIT_TOLERANCE = 0.05  # |llama.cpp q8_0 - transformers f32| logits, relative to the largest logit
 
 
@@ -35,7 +35,8 @@ def exported(tiny_model: Path, tiny_adapter: Path, tmp_path_factory: pytest.Temp
 
 
 def _llama(path: Path) -> llama_cpp.Llama:
-    return llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_threads=1, n_batch=512, verbose=False)
+    # logits_all: llama-cpp-python keeps logits in `scores` only then (its sampler needs none)
+    return llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_threads=1, n_batch=512, logits_all=True, verbose=False)
 
 
 def _prompts(tokenizer) -> list[list[int]]:
@@ -97,15 +98,31 @@ def test_f16_greedy_ids_equal_transformers_on_the_merged_model(exported, tokeniz
         assert np.abs(cpp_logits - hf_logits).max() < 0.01 * max(1.0, np.abs(hf_logits).max())
 
 
-def test_q8_0_greedy_ids_and_logits_within_tolerance(exported, tokenizer) -> None:
+def test_q8_0_logits_within_tolerance_and_greedy_ids_where_the_margin_is_clear(exported, tokenizer) -> None:
+    """q8_0 rounds every weight, so on a random tiny model some steps are near-ties and free-running greedy paths
+    part ways by chance. Checked instead, along transformers' greedy path (teacher-forced): every step's logits
+    within 5% of the largest, and llama.cpp's argmax equal to transformers' at every step whose top-2 margin is
+    more than twice that step's logit error (the steps where quantization cannot honestly flip the choice)."""
     from transformers import AutoModelForCausalLM
 
     merged = AutoModelForCausalLM.from_pretrained(str(exported["merged"]), dtype=torch.float32).eval()
     llm = _llama(exported["q8_0"])
-    eos = tokenizer.eos_token_id
+    decisive = total = 0
     for prompt in _prompts(tokenizer):
-        hf_ids, hf_logits = _hf_greedy(merged, prompt, Q8_STEPS, eos)
-        cpp_ids, cpp_logits = _llama_greedy(llm, prompt, Q8_STEPS, eos)
-        assert cpp_ids == hf_ids
-        scale = max(1.0, np.abs(hf_logits).max())
-        assert np.abs(cpp_logits - hf_logits).max() < Q8_LOGIT_TOLERANCE * scale
+        hf_ids, _ = _hf_greedy(merged, prompt, STEPS, tokenizer.eos_token_id)
+        sequence = prompt + hf_ids
+        with torch.no_grad():
+            hf = merged(input_ids=torch.tensor([sequence])).logits[0].numpy()
+        llm.reset()
+        llm.eval(sequence)
+        for step in range(len(hf_ids)):
+            row = len(prompt) - 1 + step
+            ref, got = hf[row], np.array(llm.scores[row])
+            error = np.abs(got - ref).max()
+            assert error < Q8_LOGIT_TOLERANCE * max(1.0, np.abs(ref).max()), (step, error)
+            top2 = np.sort(ref)[-2:]
+            total += 1
+            if top2[1] - top2[0] > 2 * error:
+                decisive += 1
+                assert int(np.argmax(got)) == hf_ids[step] == int(np.argmax(ref))
+    assert decisive >= total // 2  # most steps are decided, so the id check is not vacuous
