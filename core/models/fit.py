@@ -15,7 +15,7 @@ first), and ``spec check`` gives it without torch. The estimate adds up what a L
 - a fixed runtime overhead (allocator, autograd bookkeeping; the CUDA context on a GPU).
 
 The figures are checked against measured peaks (tests/models/test_fit_measured.py, benchmarks/bench_fit.py: on CPU
-the measured peak RSS growth is 0.95-1.3x the estimate, gradient checkpointing at the top of that range). A job
+the measured peak RSS growth is 0.94-1.32x the estimate, gradient checkpointing at the top of that range). A job
 that does not fit is refused with the figures and the settings that would fit.
 """
 
