@@ -411,6 +411,8 @@ def _loss(model: Model, pngs: Pngs) -> list[str]:
     for entry in model["loss"]:
         who = f" (endpoint {esc(', '.join(entry['endpoints']))})" if entry["endpoints"] else ""
         parts.append(f"<h3>Job <code>{esc(entry['job_id'])}</code>{who}</h3>")
+        if entry.get("base_model"):
+            parts.append(f"<p>Trained on <code>{esc(entry['base_model'])}</code>.</p>")
         key = f"loss:{entry['job_id']}"
         if key in pngs:
             parts.append(_img(pngs[key], f"train and valid loss of job {entry['job_id']}"))

@@ -235,6 +235,8 @@ def _loss(model: Model, plots: Plots) -> list[str]:
         curve = entry["curve"]
         who = f" (endpoint {', '.join(md_cell(n) for n in entry['endpoints'])})" if entry["endpoints"] else ""
         lines += [f"### Job {md_cell(entry['job_id'])}{who}", ""]
+        if entry.get("base_model"):
+            lines += [f"Trained on {md_cell(entry['base_model'])}.", ""]
         if not curve["train_loss"] and not curve["valid_loss"]:
             lines += ["No loss metrics were reported for this job.", ""]
             continue

@@ -271,9 +271,21 @@ def _loss(
     for job_id in job_events or {}:
         jobs.setdefault(str(job_id), [])
     return [
-        {"job_id": job_id, "endpoints": names, "curve": loss_curve((job_events or {}).get(job_id) or [])}
+        {"job_id": job_id, "endpoints": names, "curve": loss_curve((job_events or {}).get(job_id) or []),
+         "base_model": base_model_of((job_events or {}).get(job_id) or [])}
         for job_id, names in jobs.items()
-    ]
+    ]  # fmt: skip
+
+
+def base_model_of(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """"Qwen/Qwen2.5-0.5B-Instruct at commit 1a2b3c4d5e6f" for a job trained on a Hub model (the provenance its
+    runner recorded in an event), None when the job names none."""
+    for event in events:
+        data = event.get("data")
+        source = data.get("base_model") if isinstance(data, Mapping) else None
+        if isinstance(source, Mapping) and source.get("repo_id") and source.get("sha"):
+            return f"{source['repo_id']} at commit {str(source['sha'])[:12]}"
+    return None
 
 
 def build_report_model(

@@ -344,7 +344,7 @@ class _Runner:
         self.save_outputs(model_path=str(model_dir), model_source=source.provenance)
         if source.kind == "hub":
             self.event(
-                f"Base model {spec.model} at commit {source.provenance['sha']} ({model_dir})",
+                f"Base model {spec.model} at commit {source.provenance['sha']} (from the Hugging Face cache)",
                 data={"base_model": source.provenance},
             )
         method = "dpo" if spec.method.type == "dpo" else "sft"

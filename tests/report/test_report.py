@@ -301,3 +301,18 @@ def test_cli_report_by_run_id_from_the_evaluation_runner(tmp_path: Path) -> None
     n_disagree = len(re.findall(r'id="item-\d+" data-disagree="1"', html))
     assert n_disagree == comp["pass"]["mcnemar"]["n_discordant"] == 30
     assert json.loads(Path(paths["json"]).read_text())["run"]["id"] == run["id"]
+
+
+def test_a_job_trained_on_a_hub_model_names_its_commit(run: dict, tmp_path: Path) -> None:
+    events = build_events()
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    events["ftjob-local-abc123"].insert(0, {
+        "id": 0, "level": "info", "message": f"Base model acme/tiny-chat-instruct at commit {sha}",
+        "data": {"base_model": {"source": "hub", "repo_id": "acme/tiny-chat-instruct", "revision": "main",
+                                "sha": sha}},
+    })  # fmt: skip
+    written = render_report(run, tmp_path, job_events=events, formats=("md", "html"))
+    assert "Trained on acme/tiny-chat-instruct at commit 0123456789ab." in _text(written, "md")
+    assert "Trained on <code>acme/tiny-chat-instruct at commit 0123456789ab</code>." in _text(written, "html")
+    plain = render_report(run, tmp_path / "plain", job_events=build_events(), formats=("md",))
+    assert "Trained on" not in _text(plain, "md")
