@@ -50,7 +50,10 @@ def test_lora_adapter_and_merged_model_agree(tiny_model, small_data, tmp_path, t
     assert sorted(p.name for p in adapter.iterdir() if p.suffix in (".json", ".safetensors")) == [
         "adapter_config.json",
         "adapter_model.safetensors",
+        "tuneport_base.json",  # the base's architecture and sizes, checked when the adapter is served
     ]
+    base = json.loads((adapter / "tuneport_base.json").read_text())
+    assert base["architectures"] == ["LlamaForCausalLM"]
     assert not (adapter / "tokenizer.json").exists()  # vLLM would take the adapter for one with its own vocab
     conf = json.loads((adapter / "adapter_config.json").read_text())
     assert conf["r"] == 8 and not conf.get("use_dora") and not conf.get("modules_to_save")
