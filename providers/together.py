@@ -235,14 +235,26 @@ class TogetherProvider(Provider):
 
     @classmethod
     def inference_prices(cls, model: str) -> TokenPrices | None:
-        """Per-token prices of ``model`` when the catalog lists them (it lists none today: unknown is None)."""
-        entry = cls._known_model(model)
+        """Per-token prices of a base model on Together's serverless API, by the catalog id (a ``-Reference`` id
+        is for training) or the ``serverless_model`` id it is served as; None for a model without a documented
+        serverless price. A fine-tuned output name (``account/<base>-<suffix>-<hash>``) is None too: Together
+        serves fine-tunes on a dedicated endpoint billed by the hour (the catalog's ``fine_tuned_serving``), not
+        per token, so it is priced like any self-hosted endpoint (``--hourly``)."""
+        models = cls._catalog()["models"]
+        entry = models.get(model) or next(
+            (m for m in models.values() if m.get("serverless_model") == model), None
+        )
         prices = (entry or {}).get("inference_per_1m") or {}
-        if "input" not in prices or "output" not in prices:
+        if entry is None or "input" not in prices or "output" not in prices:
             return None
-        return TokenPrices(model=entry["id"], input_per_1m=Decimal(str(prices["input"])),
-                           output_per_1m=Decimal(str(prices["output"])), source=entry["source"],
-                           as_of=entry["as_of"])  # fmt: skip
+        served = entry.get("serverless_model") or entry["id"]
+        return TokenPrices(
+            model=served, input_per_1m=Decimal(str(prices["input"])), output_per_1m=Decimal(str(prices["output"])),
+            source=str(entry.get("inference_source") or entry["source"]),
+            as_of=str(entry.get("inference_as_of") or entry["as_of"]),
+            note=f"base model rates ({entry.get('inference_note') or f'serverless {served}'}); a "
+                 "fine-tune of it is billed by the hour on a dedicated endpoint, not at these rates",
+        )  # fmt: skip
 
     @classmethod
     def owns_base_url(cls, base_url: str) -> bool:

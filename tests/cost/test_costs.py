@@ -99,9 +99,12 @@ def test_local_actual_from_result_json(tmp_path: Path) -> None:
 
 def test_local_actual_falls_back_to_job_row_and_range() -> None:
     job = {"id": "j", "backend": "local", "status": "succeeded", "outputs": {"result": {"seconds": 360}}}
-    fig = local_training_actual(job, hourly_rate("h100", "aws"))
-    # 0.1 h at the AWS range $6.88..$12.29 -> midpoint 9.585
-    assert (fig.low, fig.high, fig.amount) == (Decimal("0.688"), Decimal("1.229"), Decimal("0.9585"))
+    fig = local_training_actual(job, hourly_rate("h100", "lambda"))
+    # 0.1 h at Lambda's H100 list range (a range: PCIe to SXM), priced at its midpoint
+    price = lookup_hardware("h100").prices["lambda"]
+    assert price.min < price.max
+    tenth = Decimal("0.1")
+    assert (fig.low, fig.high, fig.amount) == (price.min * tenth, price.max * tenth, (price.min + price.max) / 2 * tenth)
 
 
 def test_job_without_measured_seconds() -> None:
