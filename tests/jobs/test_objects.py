@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import _openai_schema as schema
+import pytest
 from pydantic import ValidationError
 
 from tuneport.jobs.objects import (

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tuneport.jobs import store as store_module
 from tuneport.errors import StoreError
+from tuneport.jobs import store as store_module
 from tuneport.jobs.store import Store, open_store, schema_version
 
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import _openai_schema as schema
+import httpx
 
 #: a key that must never show up in logs, error messages or the database
 CANARY_KEY = "sk-canary-5f2b9c1e7d3a4b6f8e0c2d4a6b8c0e1f"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from _openai_schema import validate_request
+from click.testing import CliRunner
 
 from tuneport.errors import SpecError
 from tuneport.jobs.store import Store
