@@ -69,7 +69,10 @@ def _assemble(
         noninferiority = noninferiority_rows(spec.baseline, spec.margin, labels, graded.grades, graded.ok,
                                              [g.id for g in graders], warnings)  # fmt: skip
     train_labels = [train_label(t["name"]) for t in targets if t["kind"] == "live"] if train_items else []
-    train_graded = _grade_items(train_items, train_labels, graders, _stored_answers(store, run_id, train_labels))
+    # the training sample's answers are read only when the run has one (reading every response row is the run's
+    # largest cost after the requests themselves)
+    train_answers = _stored_answers(store, run_id, train_labels) if train_labels else {}
+    train_graded = _grade_items(train_items or [], train_labels, graders, train_answers)
     overfitting = overfitting_rows(
         graded.grades, {label: train_graded.grades[train_label(label)] for label in labels
                         if train_label(label) in train_graded.grades},

@@ -118,14 +118,24 @@ def _statements(script: str) -> Iterator[str]:
 # ------------------------------------------------------------------------------------------------ encoding rows
 
 
+@lru_cache(maxsize=128)
+def _columns(description: tuple) -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]:
+    """A query's column names, and which of them hold JSON or an amount (worked out once per query shape)."""
+    names = tuple(column[0] for column in description)
+    decoded = tuple(i for i, name in enumerate(names) if name in _JSON_COLUMNS)
+    amounts = tuple(i for i, name in enumerate(names) if name == "amount")
+    return names, decoded, amounts
+
+
 def _row_factory(cursor: sqlite3.Cursor, values: tuple) -> Row:
-    row = {}
-    for (name, *_), value in zip(cursor.description, values, strict=True):
-        if value is not None and name in _JSON_COLUMNS:
-            value = json.loads(value)
-        elif value is not None and name == "amount":
-            value = Decimal(value)
-        row[name] = value
+    names, decoded, amounts = _columns(cursor.description)
+    row = dict(zip(names, values, strict=True))
+    for i in decoded:
+        if values[i] is not None:
+            row[names[i]] = json.loads(values[i])  # not orjson: it turns integers past 64 bits into floats
+    for i in amounts:
+        if values[i] is not None:
+            row[names[i]] = Decimal(values[i])
     return row
 
 
