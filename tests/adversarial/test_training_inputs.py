@@ -62,16 +62,16 @@ def _spec(tmp_path: Path, model: str | Path = "tiny-chat", **local) -> JobSpec:
 
 
 def test_a_second_job_cannot_take_another_jobs_output_dir(provider, store, tmp_path: Path) -> None:
-    first = provider.start(_spec(tmp_path, output_dir="shared"))
+    first = provider.start(_spec(tmp_path, output_dir="claimed-dir"))
     with pytest.raises(ProviderError, match=rf"belongs to job {first.id}, which is validating_files"):
-        provider.start(_spec(tmp_path, output_dir="shared"))
+        provider.start(_spec(tmp_path, output_dir="claimed-dir"))
     assert [row["id"] for row in store.list_jobs()] == [first.id]  # nothing recorded for the refused job
-    assert json.loads((tmp_path / "shared" / ".tuneport-job.json").read_text())["job_id"] == first.id
+    assert json.loads((tmp_path / "claimed-dir" / ".tuneport-job.json").read_text())["job_id"] == first.id
     # Still refused once the first job has succeeded: its endpoint serves from that folder.
-    (tmp_path / "shared" / "adapter").mkdir()
+    (tmp_path / "claimed-dir" / "adapter").mkdir()
     store.update_job(first.id, status="succeeded")
     with pytest.raises(ProviderError, match="belongs to job"):
-        provider.start(_spec(tmp_path, output_dir="shared"))
+        provider.start(_spec(tmp_path, output_dir="claimed-dir"))
 
 
 def test_a_failed_job_that_wrote_nothing_frees_its_output_dir(provider, store, tmp_path: Path) -> None:
