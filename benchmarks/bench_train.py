@@ -168,18 +168,55 @@ def _steady_state(marks: list[tuple[float, int]]) -> dict:
     return {"tokens": n1 - n0, "seconds": t1 - t0}
 
 
+def _lora_on(model: Path, dtype: str):
+    """The baselines' model: the tiny Llama with LoRA r=8 on every linear layer, seeded like ours."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(str(model), dtype=getattr(torch, dtype))
+    return get_peft_model(
+        base,
+        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+
+
+def _loss_log():
+    """(losses, (time, real tokens seen) marks, the callback that fills both at every logged step)."""
+    from transformers import TrainerCallback
+
+    losses: list[float] = []
+    marks: list[tuple[float, int]] = []
+
+    class Losses(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+                marks.append((time.monotonic(), int(state.num_input_tokens_seen)))
+
+    return losses, marks, Losses()
+
+
+def _training_args(out: Path, steps: int, batch: int) -> dict:
+    """The settings every baseline shares with ours: same steps, batch, rate, schedule, optimizer and seeds."""
+    return dict(
+        output_dir=str(out), per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-3,
+        lr_scheduler_type="linear", optim="adamw_torch", seed=1, data_seed=1, logging_steps=1,
+        save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+    )  # fmt: skip
+
+
 def run_baseline(
     model: Path, data: Path, out: Path, steps: int, batch: int, threads: int, dtype: str
 ) -> dict:
     """HF Trainer + peft LoRA, padded to the longest in the batch: the naive recipe."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import (
-        AutoModelForCausalLM,
         AutoTokenizer,
         DataCollatorForSeq2Seq,
         Trainer,
-        TrainerCallback,
         TrainingArguments,
     )
 
@@ -200,41 +237,11 @@ def run_baseline(
         real_tokens["padded"] += int(batch_["attention_mask"].numel())
         return batch_
 
-    losses: list[float] = []
-    marks: list[tuple[float, int]] = []
-
-    class Losses(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-                marks.append((time.monotonic(), int(state.num_input_tokens_seen)))
-
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(str(model), dtype=getattr(torch, dtype))
-    peft_model = get_peft_model(
-        base,
-        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"),
-    )
-    args = TrainingArguments(
-        output_dir=str(out),
-        per_device_train_batch_size=batch,
-        max_steps=steps,
-        learning_rate=1e-3,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        seed=1,
-        data_seed=1,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
-    )
+    losses, marks, callback = _loss_log()
+    peft_model = _lora_on(model, dtype)
+    args = TrainingArguments(**_training_args(out, steps, batch), remove_unused_columns=False)
     trainer = Trainer(
-        model=peft_model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[Losses()]
+        model=peft_model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[callback]
     )
     from transformers.trainer_callback import PrinterCallback
 
@@ -265,8 +272,7 @@ def run_trl(
     """TRL's SFTTrainer, padding-free (same examples per step) or packed (bfd) into rows of ``max_length``."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -276,37 +282,10 @@ def run_trl(
     tok = AutoTokenizer.from_pretrained(str(model))
     examples = load_sft_examples(data, tok, 2048).examples
     dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
-    losses: list[float] = []
-    marks: list[tuple[float, int]] = []
-
-    class Losses(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-                marks.append((time.monotonic(), int(state.num_input_tokens_seen)))
-
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(str(model), dtype=getattr(torch, dtype))
-    peft_model = get_peft_model(
-        base,
-        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"),
-    )
+    losses, marks, callback = _loss_log()
+    peft_model = _lora_on(model, dtype)
     args = SFTConfig(
-        output_dir=str(out),
-        per_device_train_batch_size=batch,
-        max_steps=steps,
-        learning_rate=1e-3,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        seed=1,
-        data_seed=1,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
+        **_training_args(out, steps, batch),
         padding_free=True,
         packing=packing,
         packing_strategy="bfd",
@@ -314,7 +293,7 @@ def run_trl(
         shuffle_dataset=False,
     )
     trainer = SFTTrainer(
-        model=peft_model, args=args, train_dataset=dataset, processing_class=tok, callbacks=[Losses()]
+        model=peft_model, args=args, train_dataset=dataset, processing_class=tok, callbacks=[callback]
     )
     trainer.remove_callback(PrinterCallback)
     with PeakRSS() as mem:
