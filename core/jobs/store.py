@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from tuneport._version import __version__
 from tuneport.errors import StoreError
+from tuneport.processes import pid_alive
 
 __all__ = ["Store", "open_store", "schema_version", "Row"]
 
@@ -833,7 +834,7 @@ class Store:
             current = conn.execute(sql, (eval_run_id,)).fetchone()
             stale = current is not None and (
                 now - current["heartbeat_at"] > stale_after
-                or (current["host"] == host and not _process_exists(current["pid"]))
+                or (current["host"] == host and not pid_alive(current["pid"]))
             )
             if current is not None and current["holder"] != holder and not stale:
                 return current
@@ -903,24 +904,6 @@ class Store:
             if value is not None:
                 sql, params = f"{sql} AND {column} = ?", [*params, value]
         return self._select(sql + " ORDER BY id", params)
-
-
-def _process_exists(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine (an eval lease's holder may have died)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    except OSError:
-        return False
-    try:  # a zombie has exited: its lease is free
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def open_store(path: str | os.PathLike[str] | None = None) -> Store:

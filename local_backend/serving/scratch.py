@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tuneport.paths import home_dir
+from tuneport.processes import pid_alive
 
 __all__ = ["ScratchDir"]
 
@@ -51,7 +52,7 @@ class ScratchDir:
         for folder in root.glob("*-*-*"):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 owner = json.loads((folder / "owner").read_text())
-                if owner["pid"] != os.getpid() and not _pid_alive(int(owner["pid"])):
+                if owner["pid"] != os.getpid() and not pid_alive(int(owner["pid"])):
                     shutil.rmtree(owner["tmp"], ignore_errors=True)
                     shutil.rmtree(folder, ignore_errors=True)
 
@@ -76,11 +77,3 @@ class ScratchDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

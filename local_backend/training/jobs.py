@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneport.errors import ProviderError
+from tuneport.processes import pid_alive
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -169,27 +170,6 @@ def clear_request(job_id: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- runner processes
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True if a process with this pid exists and is not a zombie."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        # Field 3 is the state; the command name before it is in parentheses and may hold spaces.
-        state = stat.read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): kill(0) is all we know
-    return state not in ("Z", "X")
 
 
 def runner_alive(pid: int | None, job_id: str) -> bool:
