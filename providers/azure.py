@@ -235,26 +235,17 @@ class AzureProvider(OpenAIProvider):
     @classmethod
     def estimate(cls, spec: JobSpec) -> LaunchEstimate | None:
         """Billed tokens (OpenAI's counting: Azure bills the same tokens) at Azure's price for the training type."""
-        from tuneport.data.validate import validate_file
-
         cls.refuse(spec)
-        path = spec.training_path
-        if path is None:
+        stats = cls.training_stats(spec)
+        if stats is None:
             return None
-        n_epochs = spec.hyperparameters.n_epochs
-        method = "dpo" if spec.method.type == "dpo" else "sft"
-        report = validate_file(
-            path, model=spec.model, method=method, n_epochs=n_epochs if isinstance(n_epochs, int) else None
-        )
-        report.raise_for_errors()
-        stats = report.stats
         entry = _model_entry(spec.model) or {}
         kind = _training_type(spec)
         per_1m = (entry.get("training_per_1m") or {}).get(kind)
         price = None if per_1m is None else Decimal(stats.billed_tokens) * Decimal(str(per_1m)) / Decimal(10**6)
         source = f"{entry.get('price_source', '')} (as of {entry.get('price_as_of', '?')}; {kind} training)"
-        return LaunchEstimate(file=str(path), model=spec.model, examples=stats.examples, n_epochs=stats.n_epochs,
-                              billed_tokens=stats.billed_tokens, price_usd=price,
+        return LaunchEstimate(file=str(spec.training_path), model=spec.model, examples=stats.examples,
+                              n_epochs=stats.n_epochs, billed_tokens=stats.billed_tokens, price_usd=price,
                               price_source=source if per_1m is not None else None)  # fmt: skip
 
     @classmethod

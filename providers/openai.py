@@ -224,11 +224,11 @@ class OpenAIProvider(Provider):
                             "(`tuneport cost catalog` lists what each backend still trains).")  # fmt: skip
 
     @classmethod
-    def estimate(cls, spec: JobSpec) -> LaunchEstimate | None:
-        """Billed tokens and price of the training file (None when the file is already an OpenAI file id)."""
+    def training_stats(cls, spec: JobSpec) -> Any:
+        """The training file's statistics as OpenAI bills them (billed tokens, epochs, price), after validating
+        it: nobody is asked to pay for a job on data that fails. None when the file is already a provider id."""
         from tuneport.data.validate import validate_file
 
-        cls.refuse_retired(spec)
         path = spec.training_path
         if path is None:
             return None
@@ -237,10 +237,18 @@ class OpenAIProvider(Provider):
         report = validate_file(
             path, model=spec.model, method=method, n_epochs=n_epochs if isinstance(n_epochs, int) else None
         )
-        report.raise_for_errors()  # never ask to pay for a job on data that fails validation
-        stats = report.stats
+        report.raise_for_errors()
+        return report.stats
+
+    @classmethod
+    def estimate(cls, spec: JobSpec) -> LaunchEstimate | None:
+        """Billed tokens and price of the training file (None when the file is already an OpenAI file id)."""
+        cls.refuse_retired(spec)
+        stats = cls.training_stats(spec)
+        if stats is None:
+            return None
         return LaunchEstimate(
-            file=str(path), model=spec.model, examples=stats.examples, n_epochs=stats.n_epochs,
+            file=str(spec.training_path), model=spec.model, examples=stats.examples, n_epochs=stats.n_epochs,
             billed_tokens=stats.billed_tokens, price_usd=stats.estimated_price_usd,
             price_source=stats.price_source,
         )  # fmt: skip
