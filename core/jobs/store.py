@@ -555,6 +555,12 @@ class Store:
     def get_job(self, job_id: str) -> Row | None:
         return self._select_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
 
+    def find_job(self, ref: str) -> Row | None:
+        """The job ``ref`` names: its id, else the newest job whose fine-tuned model is ``ref`` (``ft:...``)."""
+        return self.get_job(ref) or self._select_one(
+            "SELECT * FROM jobs WHERE fine_tuned_model = ? ORDER BY created_at DESC, rowid DESC LIMIT 1", (ref,)
+        )
+
     def list_jobs(
         self,
         *,

@@ -38,9 +38,7 @@ def job_source(job: str, *, store: Any | None = None) -> ExportSource:
     own = store is None
     store = store or open_store()
     try:
-        row = store.get_job(job)
-        if row is None and job.startswith("ft:"):
-            row = next((r for r in store.list_jobs(limit=1000) if r.get("fine_tuned_model") == job), None)
+        row = store.find_job(job)
     finally:
         if own:
             store.close()

@@ -96,10 +96,7 @@ def job_adapter(source: str, store: Any | None) -> tuple[Path, str] | None:
     own = store is None
     store = store or open_store()
     try:
-        row = store.get_job(source) if source.startswith("ftjob-") else None
-        if row is None and source.startswith("ft:"):
-            matches = [r for r in store.list_jobs() if r.get("fine_tuned_model") == source]
-            row = matches[0] if matches else None
+        row = store.find_job(source)
     finally:
         if own:
             store.close()

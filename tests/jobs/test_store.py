@@ -397,3 +397,11 @@ def test_add_responses_writes_a_batch_and_replaces_reruns() -> None:
         assert len(got) == 50
         assert got[3]["error"] == {"message": "boom"} and got[3]["response"] is None
         assert got[4]["response"] == {"text": "a4"} and got[4]["sample"] == 0
+
+
+def test_find_job_by_id_or_by_its_fine_tuned_model(store: Store) -> None:
+    store.upsert_job("ftjob-old", backend="local", status="succeeded", fine_tuned_model="ft:m:x", created_at=100)
+    store.upsert_job("ftjob-new", backend="local", status="succeeded", fine_tuned_model="ft:m:x", created_at=200)
+    assert store.find_job("ftjob-old")["id"] == "ftjob-old"
+    assert store.find_job("ft:m:x")["id"] == "ftjob-new"  # the newest job of that name
+    assert store.find_job("ft:m:none") is None and store.find_job("ftjob-none") is None
