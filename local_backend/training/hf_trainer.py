@@ -15,6 +15,7 @@ from tuneport.local_backend.training.train_config import TrainConfig
 
 __all__ = [
     "ListDataset",
+    "labelled_positions",
     "make_trainer_class",
     "token_accuracy",
     "training_arguments",
@@ -43,6 +44,35 @@ def token_accuracy(logits: Any, labels: Any) -> tuple[int, int]:
     return int((preds[mask] == targets[mask]).sum().item()), int(mask.sum().item())
 
 
+def labelled_positions(model: Any, labels: Any) -> Any:
+    """The positions whose next token is labelled (in any row), or None where the model can't keep only those.
+
+    The loss only reads the logits that predict a labelled token; the output head and the log-softmax over the
+    vocabulary cost as much at every other position (prompts, system turns) for nothing. With a real vocabulary
+    (128k-256k tokens) that head is a large share of a small model's compute. Models whose ``forward`` takes
+    ``logits_to_keep`` (every causal LM transformers generates) return just those rows; the loss is the same sum
+    over the same labelled tokens.
+    """
+    import inspect
+
+    import torch
+
+    if labels is None or labels.dim() != 2 or labels.shape[1] < 2:
+        return None
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(inner, "module", inner)  # DDP
+    try:
+        takes = "logits_to_keep" in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+        takes = False
+    if not takes:
+        return None
+    keep = torch.nonzero((labels[:, 1:] != -100).any(0)).flatten()
+    if keep.numel() == 0:
+        return None
+    return keep
+
+
 def make_trainer_class() -> type:
     """The ``TuneportTrainer`` class (HF Trainer + token accuracy + full, token-weighted evaluation)."""
     import torch
@@ -58,16 +88,45 @@ def make_trainer_class() -> type:
             self._eval_collator = eval_collator
             self.tuneport_extra_logs: dict[str, float] = {}
 
-        # -- training metrics
+        # -- training loss and metrics
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-            loss, outputs = super().compute_loss(
-                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-            )
-            with torch.no_grad():
-                correct, total = token_accuracy(outputs.logits, inputs["labels"])
+            keep = labelled_positions(model, inputs.get("labels"))
+            if keep is None:
+                loss, outputs = super().compute_loss(
+                    model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+                )
+                with torch.no_grad():
+                    correct, total = token_accuracy(outputs.logits, inputs["labels"])
+            else:
+                loss, outputs, correct, total = self._labelled_loss(model, inputs, keep, num_items_in_batch)
             self._acc_correct += correct
             self._acc_total += total
             return (loss, outputs) if return_outputs else loss
+
+        def _labelled_loss(self, model, inputs, keep, num_items_in_batch):
+            """The loss of transformers' causal-LM loss, from the logits of the labelled positions only."""
+            labels = inputs["labels"]
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep)
+            logits = outputs.logits.float()
+            targets = labels[:, keep + 1].to(logits.device)
+            flat_logits = logits.reshape(-1, logits.shape[-1])
+            flat_targets = targets.reshape(-1)
+            if num_items_in_batch is None:
+                loss = torch.nn.functional.cross_entropy(flat_logits, flat_targets, ignore_index=-100)
+            else:
+                loss = torch.nn.functional.cross_entropy(
+                    flat_logits, flat_targets, ignore_index=-100, reduction="sum"
+                )
+                if torch.is_tensor(num_items_in_batch):
+                    num_items_in_batch = num_items_in_batch.to(loss.device)
+                loss = loss / num_items_in_batch
+                if self.args.average_tokens_across_devices:
+                    loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does
+            with torch.no_grad():
+                mask = flat_targets != -100
+                correct = int((flat_logits[mask].argmax(-1) == flat_targets[mask]).sum().item())
+                total = int(mask.sum().item())
+            return loss, outputs, correct, total
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
             if "loss" in logs and self._acc_total:

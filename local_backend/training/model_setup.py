@@ -82,7 +82,11 @@ def load_model(config: TrainConfig, dtype: Any, device: str) -> Any:
 
 
 def wrap_lora(model: Any, config: TrainConfig) -> Any:
-    """The model with a LoRA (or DoRA / QLoRA) adapter to train, as the config describes it."""
+    """The model with a LoRA (or DoRA / QLoRA) adapter to train, as the config describes it.
+
+    Plain LoRA layers compute through :mod:`~tuneport.local_backend.training.fused_lora` (the same result and
+    gradients as peft's, faster on CPU).
+    """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.finetuning_type == "qlora":
@@ -102,6 +106,10 @@ def wrap_lora(model: Any, config: TrainConfig) -> Any:
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, lora)
+    if config.finetuning_type == "lora":
+        from tuneport.local_backend.training.fused_lora import fuse_lora_layers
+
+        fuse_lora_layers(peft_model)  # same arithmetic, one autograd node per layer
     disable_cache(peft_model)
     return peft_model
 

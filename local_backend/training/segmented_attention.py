@@ -48,17 +48,22 @@ def _segmented_sdpa(
             # A sliding-window layer (Gemma 3, Mistral v0.1, Qwen2 with use_sliding_window) sees only the last
             # ``window`` positions, itself included: the same band transformers' own mask builds.
             window = kwargs.get("sliding_window")
+            # split, not slices: the backward of a split is one concatenation, where each slice's backward
+            # writes its gradient into a zeroed full-row tensor
+            lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
             outs = []
-            for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+            for n, q, k, v in zip(
+                lengths, query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2), strict=True
+            ):
                 band = None
-                if window and e - s > window:
-                    i = torch.arange(e - s, device=query.device)
+                if window and n > window:
+                    i = torch.arange(n, device=query.device)
                     band = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < window)
                 outs.append(
                     torch.nn.functional.scaled_dot_product_attention(
-                        query[:, :, s:e],
-                        key[:, :, s:e],
-                        value[:, :, s:e],
+                        q,
+                        k,
+                        v,
                         attn_mask=band,
                         dropout_p=dropout if module.training else 0.0,
                         is_causal=band is None,
