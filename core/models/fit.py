@@ -6,17 +6,19 @@ first), and ``spec check`` gives it without torch. The estimate adds up what a L
 - base weights: parameters x bytes of the dtype (4-bit NF4 linear layers for qlora; embeddings stay in dtype);
 - trainable parameters (the adapter, or the whole model) with their gradients and AdamW's two moments: the
   adapter is float32 (peft upcasts it), full fine-tuning keeps the model's dtype;
-- activations kept for the backward pass, per token and layer (norm inputs, q/k/v and their rotated copies, the
-  attention output, the gated MLP's four intermediate tensors), for ``batch x tokens`` -- with gradient
-  checkpointing only each layer's input plus one layer recomputed; on a CPU also the attention scores and
-  probabilities (the math kernel), which GPU kernels do not keep;
+- activations kept for the backward pass, per token and layer (both norms' inputs and outputs, the rotated
+  queries and keys, the values, the attention output, the gated MLP's four intermediate tensors), for ``batch x
+  tokens`` -- with gradient checkpointing only each layer's input plus one layer recomputed; where the adapter is
+  float32 and the model is not (bf16 LoRA, QLoRA), peft's float32 copy of each adapted layer's input; on a CPU
+  also one layer's attention scores and probabilities with their gradients while its backward runs (torch's CPU
+  attention kernels keep no scores between layers, masked or not);
 - the logits and the float32 loss tensors (logits, their float copy, log-softmax, its gradient): ``tokens x vocab``
   is often the biggest single term for small models with large vocabularies;
 - a fixed runtime overhead (allocator, autograd bookkeeping; the CUDA context on a GPU).
 
 The figures are checked against measured peaks (tests/models/test_fit_measured.py, benchmarks/bench_fit.py: on CPU
-the measured peak RSS growth is 0.94-1.32x the estimate, gradient checkpointing at the top of that range). A job
-that does not fit is refused with the figures and the settings that would fit.
+the measured peak RSS growth is 0.91-1.08x the estimate over five configurations, fp32 and bf16, with and without
+gradient checkpointing). A job that does not fit is refused with the figures and the settings that would fit.
 """
 
 from __future__ import annotations
@@ -230,19 +232,23 @@ def estimate_memory(shape: ModelShape, settings: FitSettings) -> MemoryEstimate:
 
     tokens = settings.batch_size * settings.tokens
     q, kv, i = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim, shape.intermediate
-    per_token_layer = 5 * shape.hidden + (q + 2 * kv) + (q + kv) + q + 4 * i
+    # Two norms (input and output each), rotated q and k, v, the attention output, the MLP's gate, up, act, product.
+    per_token_layer = 4 * shape.hidden + 2 * q + 2 * kv + 4 * i
     if b < 4:  # RMSNorm computes in float32: its input is kept upcast (two norms per block)
         per_token_layer += 2 * shape.hidden * 4 // b
+    per_token_layer_bytes = per_token_layer * b
+    if settings.finetuning_type in ("lora", "qlora") and b < 4:
+        # peft casts each adapted layer's input to the float32 adapter and keeps that copy for the backward pass
+        per_token_layer_bytes += 4 * sum(n_in for n_in, _ in _targeted(shape, settings.target_modules))
     if settings.gradient_checkpointing:
-        activations = tokens * b * (shape.hidden * shape.layers + 2 * per_token_layer)
+        activations = tokens * (b * shape.hidden * shape.layers + 2 * per_token_layer_bytes)
     else:
         # One more layer's worth for the gradients of the activations while the backward pass runs.
-        activations = tokens * b * per_token_layer * (shape.layers + 1)
+        activations = tokens * per_token_layer_bytes * (shape.layers + 1)
     if settings.device == "cpu":
-        # On a CPU, sdpa with a mask runs the math kernel, which keeps each layer's scores and probabilities
-        # (batch x heads x tokens^2); GPU kernels (flash, memory-efficient) keep none. Measured in bench_fit.py.
-        stored = 2 if settings.gradient_checkpointing else shape.layers + 1
-        activations += settings.batch_size * shape.heads * settings.tokens**2 * b * 2 * stored
+        # On a CPU the backward of a layer's attention materializes its scores and probabilities and their
+        # gradients (batch x heads x tokens^2 each); no layer keeps them in between. Measured in bench_fit.py.
+        activations += settings.batch_size * shape.heads * settings.tokens**2 * b * 4
     logits = tokens * shape.vocab * (b + 4 + 4 + 4)
     overhead = GPU_OVERHEAD if settings.device == "cuda" else CPU_OVERHEAD
     return MemoryEstimate(

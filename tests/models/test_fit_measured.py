@@ -1,7 +1,7 @@
 """The fit estimate against a measured peak: a random Llama trained two steps in a fresh process (CPU).
 
 Tolerance: the measured peak RSS growth is within 0.8x-1.4x of the estimate (benchmarks/bench_fit.py measured
-0.94-1.32x over five configurations). Outside it the estimate would refuse jobs that fit, or pass jobs that do not.
+0.91-1.08x over five configurations). Outside it the estimate would refuse jobs that fit, or pass jobs that do not.
 """
 
 from __future__ import annotations
