@@ -67,7 +67,7 @@ def gguf_plan(folder: Path, quant: str) -> GGUFPlan:
     if not any(a in SUPPORTED_ARCHITECTURES for a in archs):
         raise _refuse(folder, f"its architecture {', '.join(archs) or '(none given)'} is not one tuneport writes "
                       f"as GGUF ({', '.join(SUPPORTED_ARCHITECTURES)})")  # fmt: skip
-    rope = config.get("rope_scaling") or {}
+    _, rope = rope_settings(config)
     rope_type = rope.get("rope_type", rope.get("type"))
     if rope_type not in (None, "default", "linear", "llama3"):
         raise _refuse(folder, f"its rope scaling {rope_type!r} is not written (only linear and llama3 are)")
@@ -112,10 +112,22 @@ def permute_rotary(weights: Any, n_head: int) -> Any:
     return weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
 
 
+def rope_settings(config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """(rope base, scaling) of a config in either layout: ``rope_theta`` + ``rope_scaling`` (the Hub's configs,
+    transformers < 5) or ``rope_parameters`` (what transformers >= 5 writes: the base and the scaling together).
+    A non-empty ``rope_scaling`` is the scaling whichever layout holds the base."""
+    params = config.get("rope_parameters")
+    params = params if isinstance(params, dict) else {}
+    theta = params.get("rope_theta", config.get("rope_theta"))
+    scaling = config.get("rope_scaling")
+    if not isinstance(scaling, dict) or not scaling:
+        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
+    return float(10000.0 if theta is None else theta), dict(scaling)
+
+
 def _llama3_rope_factors(config: dict[str, Any], head_dim: int) -> list[float]:
-    # convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors, on the config's rope_scaling.
-    rope = config["rope_scaling"]
-    base = float(config.get("rope_theta", 10000.0))
+    # convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors, on the config's rope scaling.
+    base, rope = rope_settings(config)
     factor = rope.get("factor", 8.0)
     low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
     old = rope.get("original_max_position_embeddings", config.get("original_max_position_embeddings", 8192))
@@ -169,7 +181,8 @@ def write_gguf(plan: GGUFPlan, vocab: GGUFVocab, out: Path, *, name: str) -> Pat
     writer.add_feed_forward_length(int(config["intermediate_size"]))
     writer.add_head_count(plan.n_head)
     writer.add_head_count_kv(plan.n_head_kv)
-    writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+    rope_base, rope = rope_settings(config)
+    writer.add_rope_freq_base(rope_base)
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
     if config.get("head_dim") is not None:
         writer.add_key_length(plan.head_dim)
@@ -177,7 +190,6 @@ def write_gguf(plan: GGUFPlan, vocab: GGUFVocab, out: Path, *, name: str) -> Pat
     writer.add_file_type(ftype)
     writer.add_vocab_size(int(config["vocab_size"]))
     writer.add_rope_dimension_count(plan.head_dim)
-    rope = config.get("rope_scaling") or {}
     if rope.get("rope_type", rope.get("type")) == "linear" and "factor" in rope:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(rope["factor"]))

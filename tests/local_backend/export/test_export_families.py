@@ -49,6 +49,8 @@ def test_llama3_eot_is_the_turn_end_and_the_modelfile_stops_there(family_dirs, t
     assert int(field.parts[field.data[0]][0]) == tok.convert_tokens_to_ids("<|eot_id|>")
     field = reader.fields["llama.attention.head_count_kv"]
     assert int(field.parts[field.data[0]][0]) == 2
+    field = reader.fields["llama.rope.freq_base"]  # Llama 3's base, from the rope_parameters transformers 5 writes
+    assert float(field.parts[field.data[0]][0]) == 500000.0
 
 
 def test_mistral_gguf_is_written_but_its_template_is_no_fixed_turn_format(family_dirs, tmp_path) -> None:
@@ -81,6 +83,8 @@ def test_llama_cpp_greedy_ids_equal_transformers(family_dirs, name, tmp_path) ->
         with torch.no_grad():
             ref = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
         got = np.array(llm.scores[llm.n_tokens - 1])
+        # f16 weights: within 2e-3 of the largest logit (a wrong rope base drifted 1% by the 20th position)
+        assert np.abs(got - ref).max() <= 2e-3 * np.abs(ref).max(), len(ids) - len(prompt)
         assert int(np.argmax(got)) == int(np.argmax(ref))
         ids.append(int(np.argmax(ref)))
         llm.eval([ids[-1]])

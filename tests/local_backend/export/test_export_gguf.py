@@ -12,7 +12,12 @@ import pytest
 gguf = pytest.importorskip("gguf")
 
 from tuneport.local_backend.export.errors import ExportError  # noqa: E402
-from tuneport.local_backend.export.gguf_file import gguf_plan, permute_rotary, write_gguf  # noqa: E402
+from tuneport.local_backend.export.gguf_file import (  # noqa: E402
+    gguf_plan,
+    permute_rotary,
+    rope_settings,
+    write_gguf,
+)
 from tuneport.local_backend.export.gguf_vocab import pre_tokenizer_name, read_vocab  # noqa: E402
 from tuneport.local_backend.export.turns import render_with, turn_format  # noqa: E402
 
@@ -97,6 +102,31 @@ def test_permutation_matches_llama_cpp_rotary_pairs() -> None:
     assert permute_rotary(two_heads, 2).tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
 
 
+def test_rope_is_read_from_either_config_layout() -> None:
+    # transformers < 5 and the Hub's configs: rope_theta and rope_scaling at the top
+    old = {"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}
+    assert rope_settings(old) == (500000.0, {"rope_type": "llama3", "factor": 8.0})
+    # transformers >= 5: rope_parameters holds both (a base read as 10000 here made llama.cpp's logits drift)
+    new = {"rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}
+    assert rope_settings(new) == (500000.0, {"rope_type": "default"})
+    assert rope_settings({}) == (10000.0, {})
+
+
+def test_rope_base_and_llama3_factors_are_written_from_rope_parameters(tiny_model, tmp_path) -> None:
+    rope = {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}  # fmt: skip
+    from transformers import AutoTokenizer
+
+    folder = _variant(tiny_model, tmp_path / "llama31", rope_parameters=rope)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    vocab = read_vocab(folder, tokenizer, 1024, turn_format(render_with(tokenizer)).end_of_turn)
+    write_gguf(gguf_plan(folder, "f16"), vocab, tmp_path / "m.gguf", name="llama31")
+    reader = gguf.GGUFReader(tmp_path / "m.gguf")
+    assert _field(reader, "llama.rope.freq_base") == pytest.approx(500000.0)
+    factors = {t.name: t for t in reader.tensors}["rope_freqs.weight"].data
+    assert len(factors) == 16 and factors[0] == pytest.approx(1.0) and factors[-1] == pytest.approx(8.0)
+
+
 def _variant(tiny_model: Path, dest: Path, **config_changes) -> Path:
     shutil.copytree(tiny_model, dest)
     config = json.loads((dest / "config.json").read_text())
@@ -110,6 +140,9 @@ def test_refusals_come_from_config_and_headers_before_any_weight(tiny_model, tmp
         gguf_plan(_variant(tiny_model, tmp_path / "gpt2", architectures=["GPT2LMHeadModel"]), "f16")
     with pytest.raises(ExportError, match="rope scaling 'yarn'"):
         gguf_plan(_variant(tiny_model, tmp_path / "yarn", rope_scaling={"rope_type": "yarn", "factor": 4.0}), "f16")
+    yarn = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}  # the layout transformers >= 5 writes
+    with pytest.raises(ExportError, match="rope scaling 'yarn'"):
+        gguf_plan(_variant(tiny_model, tmp_path / "yarn5", rope_parameters=yarn), "f16")
     with pytest.raises(ExportError, match="MLP has biases"):
         gguf_plan(_variant(tiny_model, tmp_path / "bias", mlp_bias=True), "q8_0")
     with pytest.raises(ExportError, match="'q4_k' is not one of f16, q8_0"):
