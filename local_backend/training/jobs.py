@@ -180,7 +180,9 @@ def runner_alive(pid: int | None, job_id: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    return job_id.encode() in cmdline
+    # Empty while the kernel is still setting up a fresh exec (Popen has returned, the new argv is not in place
+    # yet): a runner just spawned is alive, not a reused pid. Read as gone, its job was marked interrupted.
+    return not cmdline or job_id.encode() in cmdline
 
 
 def spawn_runner(job_id: str, *, resume: bool = False, env: dict[str, str] | None = None) -> int:

@@ -133,6 +133,29 @@ def test_a_stale_row_does_not_mark_a_resumed_live_job_interrupted(provider, stor
         runner.wait()
 
 
+def test_a_runner_read_the_moment_it_was_spawned_is_alive(
+    provider, store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after Popen returns, the child's /proc cmdline can still be empty (the kernel is finishing the exec;
+    read at once, it was empty 195 times in 200 here): a reader polling then took the new runner for a reused pid
+    and marked the live job interrupted (seen in CI). The empty read is injected; the process is real."""
+    job = provider.start(_spec(tmp_path))
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", job.id])
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: b"" if p.name == "cmdline" else real(p))
+    try:
+        store.update_job(job.id, status="validating_files", pid=runner.pid, heartbeat_at=None)
+        assert J.runner_alive(runner.pid, job.id)
+        assert J.reconcile(store, store.get_job(job.id))["status"] == "validating_files"
+        monkeypatch.setattr(Path, "read_bytes", real)
+        assert not J.runner_alive(runner.pid, "ftjob-another")  # a reused pid is still told apart
+    finally:
+        runner.kill()
+        runner.wait()
+    assert not J.runner_alive(runner.pid, job.id)
+    assert not [e for e in store.list_events(job.id, limit=None) if "interrupted" in e["message"]]
+
+
 def test_a_resumed_job_is_not_overdue_because_of_its_last_runners_heartbeat(
     provider, store, tmp_path: Path
 ) -> None:
