@@ -97,6 +97,12 @@ def _follow(path: Path, stop: threading.Event) -> None:
     show_default=True,
     help="Seconds between checks for finished jobs (with --watch-jobs).",
 )
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="Run the model repository's own Python code (only for a model whose config maps its classes there; "
+    "read that code first).",
+)
 @click.option("--quiet", is_flag=True, help="Do not copy the engine's log to stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line (base_url, models) once ready.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
@@ -114,6 +120,7 @@ def serve(
     startup_timeout: float,
     watch_jobs: bool,
     watch_interval: float,
+    trust_remote_code: bool,
     quiet: bool,
     as_json: bool,
     extra: tuple[str, ...],
@@ -152,6 +159,7 @@ def serve(
         extra_args=extra,
         log=log,
         runtime_slots=WATCH_SLOTS if watch_jobs else 0,
+        trust_remote_code=trust_remote_code,
     )  # checks the address and the token before anything starts
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     server = None

@@ -69,7 +69,9 @@ class EngineOptions:
 
     ``token``: the bearer token requests must carry (required off loopback). ``runtime_slots``: vLLM LoRA slots
     kept for adapters loaded later (``--watch-jobs``) when ``max_loras`` is not given. ``extra_args``: flags
-    passed to vLLM verbatim (the transformers engine takes none). ``log``: a callable taking one progress line.
+    passed to vLLM verbatim (the transformers engine takes none). ``trust_remote_code``: let the engine run the
+    model repository's own Python code (a model whose config maps its classes there is refused without it).
+    ``log``: a callable taking one progress line.
     """
 
     host: str = "127.0.0.1"
@@ -81,6 +83,7 @@ class EngineOptions:
     tensor_parallel_size: int | None = None
     extra_args: tuple[str, ...] = ()
     runtime_slots: int = 0
+    trust_remote_code: bool = False
     home: Path | None = None
     log: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 

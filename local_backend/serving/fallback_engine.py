@@ -56,6 +56,7 @@ class TransformersEngine:
         *,
         max_model_len: int | None = None,
         device: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -64,8 +65,9 @@ class TransformersEngine:
         self.base_path = Path(base_path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.base_path))
-        self.model: Any = AutoModelForCausalLM.from_pretrained(str(self.base_path), dtype=dtype).to(
+        remote = {"trust_remote_code": trust_remote_code}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.base_path), **remote)
+        self.model: Any = AutoModelForCausalLM.from_pretrained(str(self.base_path), dtype=dtype, **remote).to(
             self.device
         )
         self.model.eval()

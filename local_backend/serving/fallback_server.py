@@ -260,8 +260,9 @@ class FallbackServer:
         began = time.monotonic()
         self._log(SLOW_NOTICE)
         self._engine = TransformersEngine(
-            self.model, self.base_path, self._initial, max_model_len=self.max_model_len, device=self.device
-        )
+            self.model, self.base_path, self._initial, max_model_len=self.max_model_len, device=self.device,
+            trust_remote_code=self.options.trust_remote_code,
+        )  # fmt: skip
         self._httpd = _HTTPServer((self.host, self.port), self._engine, self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="tuneport-fallback", daemon=True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 from tuneport.errors import ServeError
@@ -26,9 +27,23 @@ from tuneport.local_backend.serving.engine import EngineOptions, ServerHandle, s
 from tuneport.local_backend.serving.fallback_server import FallbackServer
 from tuneport.local_backend.serving.preflight import vllm_available
 from tuneport.local_backend.serving.vllm_server import VLLMServer
+from tuneport.models.checks import read_model_config, remote_code_reason
 from tuneport.models.resolve import resolve_model
 
 __all__ = ["Engine", "ServeError", "start_server"]
+
+
+def _check_remote_code(name: str, base_path: Path, options: EngineOptions) -> None:
+    """Refuse, before any engine starts, a model whose classes live in its repository unless the user allowed it."""
+    reason = remote_code_reason(read_model_config(base_path))
+    if reason is not None and not options.trust_remote_code:
+        raise ServeError(
+            f"model {name} needs trust_remote_code: {reason}; tuneport serves a model with its repository's code "
+            "only when you allow it",
+            hint="Read the model repository's Python files, then add --trust-remote-code if you trust them (the "
+            "job that trained it had `local.trust_remote_code: true`).",
+            exit_code=2,
+        )
 
 Engine = Literal["vllm", "transformers", "auto"]
 
@@ -52,6 +67,7 @@ def start_server(
     options = replace(options or EngineOptions(), **option_fields)
     base_path = resolve_model(model)
     name = served_name(model, base_path)
+    _check_remote_code(name, base_path, options)
     specs = [resolve_adapter(a, base_model=model, base_path=base_path) for a in adapters]
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})

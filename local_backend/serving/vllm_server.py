@@ -220,6 +220,8 @@ class VLLMServer:
         for flag, value in defaults:
             if not flag_given(self.extra_args, flag):
                 args += [flag] if value is None else [flag, value]
+        if self.options.trust_remote_code and not flag_given(self.extra_args, "--trust-remote-code"):
+            args.append("--trust-remote-code")
         if self._generation_dir is not None and not flag_given(self.extra_args, "--generation-config"):
             args += ["--generation-config", self._generation_dir]
         if self.adapters:
@@ -256,7 +258,9 @@ class VLLMServer:
 
         assert self.scratch is not None
         self._generation_dir = None
-        tokenizer = AutoTokenizer.from_pretrained(str(self.base_path))
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(self.base_path), trust_remote_code=self.options.trust_remote_code
+        )
         folder = self.scratch.path / _GENERATION_DIR
         added = write_generation_stops(self.base_path, tokenizer, into=folder)
         if added:
