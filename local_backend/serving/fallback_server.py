@@ -22,6 +22,7 @@ timeout, and off loopback the bearer token on every route but ``/health``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -184,6 +185,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """One daemon thread per connection, each tracked so that :meth:`close_connections` can end them all.
+
+    A stopped server must leave no handler thread behind: one idling on a keep-alive connection wakes when the
+    client's socket goes (often at interpreter exit), frees the tensors of its last request, and a thread doing
+    that while Python finalizes aborts the whole process ("terminate called without an active exception").
+    """
+
     daemon_threads = True
     allow_reuse_address = True
 
@@ -196,6 +204,35 @@ class _HTTPServer(ThreadingHTTPServer):
         self.log = owner._log
         self.token = owner.options.token
         self.read_timeout = owner.read_timeout
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._workers: list[threading.Thread] = []
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        worker = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        with self._lock:
+            self._connections.add(request)
+            self._workers = [w for w in self._workers if w.is_alive()]
+            self._workers.append(worker)
+        worker.start()
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self, timeout: float) -> None:
+        """End every open connection (a request being generated finishes first) and wait for their threads."""
+        with self._lock:
+            connections, workers = list(self._connections), list(self._workers)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # a handler waiting for the next request reads EOF and returns
+                conn.shutdown(socket.SHUT_RD)
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 class FallbackServer:
@@ -311,6 +348,7 @@ class FallbackServer:
     def stop(self) -> None:
         if self._httpd is not None:
             self._httpd.shutdown()
+            self._httpd.close_connections(timeout=30.0)
             self._httpd.server_close()
             self._httpd = None
         if self._thread is not None:

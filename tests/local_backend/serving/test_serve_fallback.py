@@ -209,3 +209,19 @@ def test_python_api_refuses_an_adapter_for_another_base(server, tmp_path: Path) 
     )
     with pytest.raises(AdapterError, match="trained on .*other-model"):
         server.load_adapter("bad", bad)
+
+
+def test_stop_leaves_no_connection_thread_behind(tiny_model: Path) -> None:
+    """A keep-alive client's connection thread used to outlive stop(); woken at interpreter exit it freed tensors
+    while Python finalized and the process aborted ("terminate called without an active exception")."""
+    import threading
+
+    before = set(threading.enumerate())
+    srv = FallbackServer("tiny", tiny_model, [], EngineOptions()).start()
+    keep_alive = openai.OpenAI(base_url=srv.base_url, api_key="unused", max_retries=0)
+    for _ in range(2):  # the same pooled connection, left open by the client
+        keep_alive.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    srv.stop()
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and t.name != "tqdm_monitor"]
+    assert left == []  # (tqdm's monitor, started by the weight loading bar, is no connection's)
+    keep_alive.close()
