@@ -17,6 +17,10 @@ same pre-rendered examples and labels (assistant tokens only), the same peft LoR
 The faster of the two is the TRL figure the ratio uses. Targets: >= 2x TRL on the long-tailed data, >= 1x on the
 uniform lengths, the same loss.
 
+Before the runs it measures this machine's matmul peak (a 2048^3 ``torch.mm`` on the same threads) and prints the
+ceiling it puts on any trainer of this model: the weight matmuls a trained token needs at the least, over that
+peak. After each dataset it prints what share of the peak ours and TRL reach and what the target would take.
+
 Two datasets: long-tailed chat lengths (12-400 tokens, median ~60: padded batches are mostly padding; target
 >= 2x real tokens/s) and uniform lengths (nothing to gain; target ~1x, never slower). The loss curves of both are
 compared: padding-free batching keeps the same examples per step, so the curves should match.
@@ -301,6 +305,37 @@ def run_trl(
     return {**_steady_state(marks), "losses": losses, "peak_rss_growth": mem.growth}
 
 
+def matmul_peak(threads: int, dtype: str, n: int = 2048, repeats: int = 5) -> float:
+    """This machine's dense matmul rate (FLOP/s): the best of ``repeats`` n x n x n ``torch.mm`` on ``threads``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(n, n, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, dtype=getattr(torch, dtype))
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def weight_flops_per_token(model: Path) -> float:
+    """A lower bound on the FLOPs one trained token costs in LoRA training: the frozen linear layers' forward
+    (2 per weight) and input-gradient (2 per weight) products only, less the first block's q/k/v input gradients
+    (its input comes from frozen embeddings, so no engine computes them). Attention's own products, the output
+    head, the adapters and every elementwise op are left out, so the real figure is higher."""
+    config = json.loads((model / "config.json").read_text())
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or h // heads
+    q, kv = heads * head_dim, config.get("num_key_value_heads", heads) * head_dim
+    per_layer = h * q + 2 * h * kv + q * h + 3 * h * i
+    linear = per_layer * layers
+    return 2 * linear + 2 * (linear - (h * q + 2 * h * kv))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -334,6 +369,13 @@ def main() -> None:
         f"model: Llama {n_params / 1e6:.1f}M params ({args.dtype}), LoRA r=8 all-linear; batch {args.batch_size}, "
         f"{args.steps} steps per run, {args.rounds} rounds alternated; {threads} torch thread(s); "
         f"torch {torch.__version__}"
+    )
+    peak = matmul_peak(threads, args.dtype)
+    per_token = weight_flops_per_token(model)
+    print(
+        f"compute ceiling: this machine's {args.dtype} matmul peak is {peak / 1e9:.0f} GFLOP/s (2048^3 torch.mm on "
+        f"{threads} thread(s), best of 5); a trained token costs at least {per_token / 1e6:.1f} MFLOP of weight "
+        f"matmuls, so no trainer of this model passes {peak / per_token:,.0f} real tokens/s here"
     )
 
     for name in ("longtail", "uniform"):
@@ -379,11 +421,17 @@ def main() -> None:
         )
         if not args.no_trl:
             trl_kind = max(("trl-pf", "trl-pack"), key=lambda k: med[k])
+            target = 2 if name == "longtail" else 1
             print(
                 f"  median real tokens/s: TRL padding-free {med['trl-pf']:.0f}, TRL packed (bfd, rows of "
                 f"{args.trl_max_length}) {med['trl-pack']:.0f}; fastest TRL is {trl_kind} -> ours / TRL "
-                f"{med['ours'] / med[trl_kind]:.2f}x (target >= {'2' if name == 'longtail' else '1'}x); "
+                f"{med['ours'] / med[trl_kind]:.2f}x (target >= {target}x); "
                 f"TRL / baseline {med[trl_kind] / med['baseline']:.2f}x"
+            )
+            print(
+                f"  share of the matmul peak (weight matmuls only, a lower bound): ours "
+                f"{med['ours'] * per_token / peak:.0%}, TRL {med[trl_kind] * per_token / peak:.0%}; "
+                f"{target}x TRL would need at least {target * med[trl_kind] * per_token / peak:.0%}"
             )
             trl_diffs = [
                 max(abs(a - b) for a, b in zip(o["losses"], t["losses"], strict=True))
