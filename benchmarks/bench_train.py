@@ -337,8 +337,8 @@ def matmul_floor(model: Path, tokens: int, threads: int, dtype: str, repeats: in
     kind = getattr(torch, dtype)
     work = []
     for n_in, n_out, grad in _weight_matmuls(model):
-        w = torch.randn(n_out, n_in, dtype=kind)
-        work.append((torch.randn(tokens, n_in, dtype=kind), w, torch.randn(tokens, n_out, dtype=kind) if grad else None))
+        x, w = torch.randn(tokens, n_in, dtype=kind), torch.randn(n_out, n_in, dtype=kind)
+        work.append((x, w, torch.randn(tokens, n_out, dtype=kind) if grad else None))
 
     def step() -> None:
         for x, w, g in work:
